@@ -8,3 +8,5 @@ ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT / "python-lib", ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+pytest_plugins = ["testenv.pytest_plugin"]

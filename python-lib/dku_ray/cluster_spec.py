@@ -28,10 +28,6 @@ def local_python_tag() -> str:
     return f"py{sys.version_info.major}{sys.version_info.minor}"
 
 
-def default_image_tag(ray_version: str) -> str:
-    return f"{ray_version}-{local_python_tag()}"
-
-
 @dataclass(frozen=True)
 class Resources:
     """Requests (equal to limits, for the Guaranteed QoS class) of one Ray pod."""

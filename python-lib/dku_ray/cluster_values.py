@@ -63,6 +63,13 @@ class ParsedSpec:
 
 def merge_flat_params(values: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Overlay flat parameters on values, like `helm --set` over `-f`; empty parameters are ignored."""
+    merged, problems = _merge(values, params)
+    if problems:
+        raise SpecError(problems)
+    return merged
+
+
+def _merge(values: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[Problem]]:
     merged = _deep_copy(values or {})
     problems = []
     for key, value in (params or {}).items():
@@ -76,16 +83,15 @@ def merge_flat_params(values: Mapping[str, Any] | None, params: Mapping[str, Any
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    if problems:
-        raise SpecError(problems)
-    return merged
+    return merged, problems
 
 
 def parse_values(values: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
                  python_tag: str | None = None) -> ParsedSpec:
     """Validate everything and return the spec, or raise one SpecError listing every problem."""
     reader = _Reader(python_tag or cs.local_python_tag())
-    spec = reader.cluster(merge_flat_params(values, params))
+    merged, reader.problems = _merge(values, params)
+    spec = reader.cluster(merged)
     if reader.problems:
         raise SpecError(reader.problems)
     assert spec is not None
@@ -223,7 +229,7 @@ class _Reader:
     def image(self, value: Any, ray_version: str | None) -> cs.Image | None:
         image = self.mapping(value, "image", {"repository", "tag", "pullPolicy"})
         repository = self.string(image.get("repository"), "image.repository", cs.DEFAULT_IMAGE_REPOSITORY)
-        tag = self.string(image.get("tag"), "image.tag", cs.default_image_tag(ray_version or cs.DEFAULT_RAY_VERSION))
+        tag = self.string(image.get("tag"), "image.tag", f"{ray_version or cs.DEFAULT_RAY_VERSION}-{self.python_tag}")
         policy = self.string(image.get("pullPolicy"), "image.pullPolicy", "IfNotPresent")
         if policy not in ("Always", "IfNotPresent", "Never"):
             self.fail("image.pullPolicy", f"{policy!r} is not one of Always, IfNotPresent, Never")
