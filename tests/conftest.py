@@ -9,4 +9,4 @@ for path in (ROOT / "python-lib", ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-pytest_plugins = ["testenv.pytest_plugin"]
+pytest_plugins = ["testenv.pytest_plugin", "tests.dss.fixtures"]
