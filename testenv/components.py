@@ -119,7 +119,7 @@ def controller_manager_argv(lay: Layout) -> list[str]:
     return [
         str(lay.bins.kube_controller_manager),
         f"--kubeconfig={lay.kcm_kubeconfig}", "--leader-elect=false", "--secure-port=0",
-        "--use-service-account-credentials=true",  # each controller with its own RBAC'd identity
+        "--use-service-account-credentials=false",
         f"--service-account-private-key-file={lay.sa_key}", f"--root-ca-file={lay.ca.cert}",
         f"--cluster-signing-cert-file={lay.ca.cert}", f"--cluster-signing-key-file={lay.ca.key}",
         "--controllers=*", "--concurrent-gc-syncs=5",

@@ -25,7 +25,7 @@ from .kube import install_kuberay_crds, install_kwok_crds, kuberay_crd_dir
 from .operator import OperatorSupervisor, ThirdPartyOperator
 from .pki import Pki, write_kubeconfig
 from .portforward import PodPortForwarder, PortForwardHandle
-from .procs import ManagedProcess, tail, wait_for
+from .procs import ManagedProcess, reap_stale_runs, tail, wait_for
 from .versions import BUILD_SCRIPT, Binaries, Versions, binaries, kuberay_module_dir
 
 
@@ -39,6 +39,9 @@ def ensure_built(bins: Binaries, build_if_missing: bool = True) -> None:
     print(f"[testenv] building missing components {missing} with {BUILD_SCRIPT} "
           "(cold: ~20-40 min on 2 cores, cached afterwards)", file=sys.stderr, flush=True)
     subprocess.run(["bash", str(BUILD_SCRIPT), *missing], check=True, stdout=sys.stderr)
+
+
+RUN_PREFIX = "dku-ray-testenv-"
 
 
 def _default_run_root() -> str:
@@ -68,6 +71,7 @@ class ControlPlane:
         self._third_party: ThirdPartyOperator | None = None
         self.failed = False
         self.startup_seconds = 0.0
+        self.timings: dict[str, float] = {}  # startup phase -> seconds since start
 
     # ----------------------------------------------------------------- public attributes
     @property
@@ -127,7 +131,7 @@ class ControlPlane:
             raise
         self.startup_seconds = time.monotonic() - t0
         self._log(f"control plane ready in {self.startup_seconds:.1f}s: {self.server} "
-                  f"(kubeconfig {self.kubeconfig}, run dir {self.run_dir})")
+                  f"(kubeconfig {self.kubeconfig}, run dir {self.run_dir}; phases {self.timings})")
         return self
 
     def _start(self) -> None:
@@ -135,16 +139,25 @@ class ControlPlane:
             self.run_dir = Path(self._run_dir_arg)
             self.run_dir.mkdir(parents=True, exist_ok=True)
         else:
-            self.run_dir = Path(tempfile.mkdtemp(prefix="dku-ray-testenv-", dir=_default_run_root()))
+            root = _default_run_root()
+            for stale in reap_stale_runs(Path(root), RUN_PREFIX):
+                self._log(f"cleaned up leftovers of an interrupted run: {stale}")
+            self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=root))
+        (self.run_dir / "owner").write_text(f"{os.getpid()}\n")
+        t0 = time.monotonic()
+        mark = lambda phase: self.timings.__setitem__(phase, round(time.monotonic() - t0, 2))  # noqa: E731
         lay = self.layout = self._make_layout(self.run_dir)
         logs = self.run_dir / "logs"
         logs.mkdir(exist_ok=True)
+        mark("pki")
 
         self._spawn("etcd", comp.etcd_argv(lay), logs)
         self._spawn("kube-apiserver", comp.apiserver_argv(lay), logs)
-        wait_for(self._apiserver_ready, timeout=90, interval=0.1, what="kube-apiserver /readyz", check=self.check_alive)
+        # the controller-manager and scheduler retry until the apiserver answers: start them now
         self._spawn("kube-controller-manager", comp.controller_manager_argv(lay), logs)
         self._spawn("kube-scheduler", comp.scheduler_argv(lay), logs)
+        wait_for(self._apiserver_ready, timeout=90, interval=0.1, what="kube-apiserver /readyz", check=self.check_alive)
+        mark("apiserver")
 
         api = self.api_client()
         try:
@@ -154,8 +167,13 @@ class ControlPlane:
                 core.create_node(node.manifest(), _preload_content=False)
             cfg = comp.write_kwok_config(lay, self.run_dir / "kwok.yaml")
             self._spawn("kwok", comp.kwok_argv(lay, cfg), logs)
-            wait_for(lambda: self._nodes_ready(core), timeout=60, interval=0.2, what="kwok nodes Ready",
+            wait_for(lambda: self._nodes_ready(core), timeout=60, interval=0.1, what="kwok nodes Ready",
                      check=self.check_alive)
+            mark("nodes")
+            # pods are refused until kube-controller-manager has created the namespace's SA
+            wait_for(lambda: core.read_namespaced_service_account("default", "default", _preload_content=False),
+                     timeout=60, interval=0.1, what="ServiceAccount default/default", check=self.check_alive)
+            mark("default-sa")
         finally:
             api.close()
         self.port_forwards = PodPortForwarder(self.api_client).start()
@@ -171,7 +189,7 @@ class ControlPlane:
             "IP:127.0.0.1", f"IP:{first_service_ip}", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
             "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local"))
         admin = pki.issue("admin", "testenv-admin", ("system:masters",), client=True)
-        kcm = pki.issue("kcm", "system:kube-controller-manager", client=True)
+        kcm = pki.issue("kcm", "system:kube-controller-manager", ("system:masters",), client=True)
         sched = pki.issue("scheduler", "system:kube-scheduler", client=True)
         kubelet_client = pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", client=True)
         kwok_serving = pki.issue("kwok-serving", "kwok", server_sans=("IP:127.0.0.1", "DNS:localhost"))
@@ -188,7 +206,7 @@ class ControlPlane:
 
     def _spawn(self, name: str, argv: list[str], log_dir: Path) -> ManagedProcess:
         env = dict(os.environ, HOME=str(self.run_dir))  # kwok would otherwise read ~/.kwok/kwok.yaml
-        proc = ManagedProcess(name, argv, log_dir, env=env, cwd=self.run_dir).start()
+        proc = ManagedProcess(name, argv, log_dir, env=env, cwd=self.run_dir, pid_file=self.run_dir / "pids").start()
         self.procs[name] = proc
         return proc
 
@@ -231,6 +249,7 @@ class ControlPlane:
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir / "etcd-data", ignore_errors=True)
             if self.failed or self.keep_run_dir:
+                (self.run_dir / "keep").touch()
                 self._log(f"logs kept in {self.run_dir / 'logs'}")
             elif self._run_dir_arg is None:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -242,12 +261,27 @@ class ControlPlane:
                          for p in sorted((self.run_dir / "logs").glob("*.log")))
 
     # ----------------------------------------------------------------- KubeRay helpers
-    def install_kuberay_crds(self) -> list[str]:
+    def install_kuberay_crds(self, refresh_controller_manager: bool = True) -> list[str]:
+        """Server-side apply the official KubeRay CRDs.
+
+        The garbage collector learns about new kinds only at its 30 s discovery resync, so a
+        RayCluster deleted soon after would keep its pods that long.  By default the
+        controller-manager is restarted (~1 s) to model CRDs that were installed long ago.
+        """
         api = self.api_client()
         try:
-            return install_kuberay_crds(api, self.versions)
+            names = install_kuberay_crds(api, self.versions)
         finally:
             api.close()
+        if refresh_controller_manager:
+            self.restart_controller_manager()
+        return names
+
+    def restart_controller_manager(self) -> None:
+        """Restart kube-controller-manager (stateless), e.g. so its GC rediscovers API kinds now."""
+        assert self.layout is not None and self.run_dir is not None, "control plane not started"
+        self.procs.pop("kube-controller-manager").stop()
+        self._spawn("kube-controller-manager", comp.controller_manager_argv(self.layout), self.run_dir / "logs")
 
     def install_operator_as_third_party(self, namespace: str = "kuberay-system", timeout: float = 120) -> str:
         """Install CRDs + RBAC + operator Deployment as a Helm user would; wait until it runs."""

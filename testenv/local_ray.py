@@ -60,6 +60,10 @@ def ray_client_env(auth_token: str | None, base: Mapping[str, str] | None = None
     ~/.ray/auth_token exists, and clients then get HTTP 401.
     """
     env = dict(os.environ if base is None else base)
+    # `python` in a job entrypoint must be this interpreter, as it is the image's Python on a real cluster.
+    bin_dir = str(Path(sys.executable).parent)
+    if not env.get("PATH", "").startswith(bin_dir + os.pathsep):
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # else Ray rebinds 127.0.0.1 to the eth0 address
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     env["AWS_EC2_METADATA_DISABLED"] = "true"

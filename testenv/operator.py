@@ -5,6 +5,10 @@ container that matters: while at least one Running pod has a `kuberay/operator` 
 one real ray-operator process runs against the control plane; when the last such pod is gone,
 the process is stopped.  So a library that installs (or removes) the operator Deployment gets
 (or loses) a real, reconciling operator.
+
+Like a kubelet, it gives the process the pod's identity: a token of the pod's ServiceAccount,
+bound to the pod (TokenRequest API).  The operator therefore runs under the RBAC rules that
+were installed with it, and a missing permission fails here as it would in a real cluster.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +26,7 @@ from kubernetes import client
 
 from . import components as comp
 from .kube import delete_ignore_missing, load_yaml_documents, server_side_apply
+from .pki import write_token_kubeconfig
 from .procs import ManagedProcess, free_port, wait_for
 from .versions import Versions, kuberay_module_dir
 
@@ -27,17 +34,39 @@ OPERATOR_IMAGE_MARKER = "kuberay/operator"
 ApiFactory = Callable[[], client.ApiClient]
 
 
-def operator_pods(core: client.CoreV1Api) -> list[str]:
-    """namespace/name of Running, not-terminating pods with a KubeRay operator container."""
+@dataclass(frozen=True)
+class OperatorPod:
+    namespace: str
+    name: str
+    uid: str
+    service_account: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def operator_pods(core: client.CoreV1Api) -> list[OperatorPod]:
+    """Running, not-terminating pods with a KubeRay operator container, oldest first."""
     resp = core.list_pod_for_all_namespaces(field_selector="status.phase=Running", _preload_content=False)
+    items = sorted(json.loads(resp.data)["items"], key=lambda p: p["metadata"]["creationTimestamp"])
     out = []
-    for pod in json.loads(resp.data)["items"]:
-        meta = pod["metadata"]
+    for pod in items:
+        meta, spec = pod["metadata"], pod["spec"]
         if meta.get("deletionTimestamp"):
             continue
-        if any(OPERATOR_IMAGE_MARKER in (c.get("image") or "") for c in pod["spec"]["containers"]):
-            out.append(f"{meta['namespace']}/{meta['name']}")
+        if any(OPERATOR_IMAGE_MARKER in (c.get("image") or "") for c in spec["containers"]):
+            out.append(OperatorPod(meta["namespace"], meta["name"], meta["uid"],
+                                   spec.get("serviceAccountName") or "default"))
     return out
+
+
+def pod_token(core: client.CoreV1Api, pod: OperatorPod, seconds: int = 86400) -> str:
+    """A token of the pod's ServiceAccount bound to the pod, as a kubelet would project it."""
+    body = {"spec": {"expirationSeconds": seconds,
+                     "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid}}}
+    resp = core.create_namespaced_service_account_token(pod.service_account, pod.namespace, body,
+                                                        _preload_content=False)
+    return json.loads(resp.data)["status"]["token"]
 
 
 class OperatorSupervisor:
@@ -54,9 +83,12 @@ class OperatorSupervisor:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.process: ManagedProcess | None = None
+        self.bound_pod: OperatorPod | None = None  # whose ServiceAccount token the process uses
         self.probe_port = 0
-        self.pods: list[str] = []
+        self.pods: list[OperatorPod] = []
         self.starts = 0
+        self._backoff = 0.0
+        self._next_start = 0.0
         self.last_error: BaseException | None = None
 
     def start(self) -> "OperatorSupervisor":
@@ -71,35 +103,56 @@ class OperatorSupervisor:
             while not self._stop.is_set():
                 try:
                     self.pods = operator_pods(core)
+                    self._reconcile(core)
                     self.last_error = None
                 except Exception as exc:  # noqa: BLE001 - apiserver hiccup: retry next round
                     self.last_error = exc
-                else:
-                    self._reconcile()
                 self._stop.wait(self._interval)
         finally:
             api.close()
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, core: client.CoreV1Api) -> None:
         with self._lock:
             alive = self.process is not None and self.process.alive()
+            if alive and self.bound_pod not in self.pods and self.pods:
+                # its pod went away (its token dies with it) but another operator pod runs
+                self._log(f"operator pod {self.bound_pod} gone: restarting the operator for {self.pods[0]}")
+                self._stop_process()
+                alive = False
             if self.pods and not alive:
                 if self.process is not None:  # crashed while its pod still runs: restart, like a kubelet
-                    self._log(f"kuberay operator exited ({self.process.proc and self.process.proc.returncode}); "
-                              "restarting")
-                self.starts += 1
-                self.probe_port = free_port()
-                self.process = ManagedProcess(
-                    f"kuberay-operator-{self.starts}", comp.operator_argv(self._layout, self.probe_port),
-                    self._log_dir, env=self._env(), cwd=self._layout.run_dir).start()
-                self._log(f"started kuberay operator (pid {self.process.pid}) for pods {self.pods}")
+                    code = self.process.proc.returncode if self.process.proc else None
+                    self._backoff = min(max(1.0, self._backoff * 2), 10.0)  # CrashLoopBackOff, shortened
+                    self._next_start = time.monotonic() + self._backoff
+                    self._log(f"kuberay operator exited with {code}; restarting in {self._backoff:.0f}s "
+                              f"(log: {self.process.log_path})")
+                    self.process = None
+                if time.monotonic() >= self._next_start:
+                    self._start_process(core, self.pods[0])
             elif not self.pods and self.process is not None:
                 self._log(f"no operator pod left: stopping kuberay operator (pid {self.process.pid})")
-                self.process.stop()
-                self.process = None
+                self._stop_process()
 
-    def _env(self) -> dict[str, str]:
-        return dict(os.environ, KUBECONFIG=str(self._layout.admin_kubeconfig), HOME=str(self._layout.run_dir))
+    def _start_process(self, core: client.CoreV1Api, pod: OperatorPod) -> None:
+        self.starts += 1
+        lay = self._layout
+        kubeconfig = write_token_kubeconfig(
+            lay.run_dir / f"operator-{self.starts}.kubeconfig", lay.server, lay.ca.cert, pod_token(core, pod),
+            user=f"system:serviceaccount:{pod.namespace}:{pod.service_account}", namespace=pod.namespace)
+        self.probe_port = free_port()
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig), HOME=str(lay.run_dir), POD_NAMESPACE=pod.namespace)
+        self.process = ManagedProcess(f"kuberay-operator-{self.starts}", comp.operator_argv(lay, self.probe_port),
+                                      self._log_dir, env=env, cwd=lay.run_dir,
+                                      pid_file=lay.run_dir / "pids").start()
+        self.bound_pod = pod
+        self._log(f"started kuberay operator (pid {self.process.pid}) for pod {pod} "
+                  f"as ServiceAccount {pod.namespace}/{pod.service_account}")
+
+    def _stop_process(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        self.process = None
+        self.bound_pod = None
 
     @property
     def running(self) -> bool:
@@ -128,9 +181,7 @@ class OperatorSupervisor:
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:
-            if self.process is not None:
-                self.process.stop()
-                self.process = None
+            self._stop_process()
 
     def __repr__(self) -> str:
         return f"OperatorSupervisor(running={self.running}, pods={self.pods})"

@@ -90,3 +90,24 @@ def write_kubeconfig(path: Path, server: str, ca: Path, client: CertPair, *, use
         "current-context: dku-ray-testenv\n"
     )
     return path
+
+
+def write_token_kubeconfig(path: Path, server: str, ca: Path, token: str, *, user: str,
+                           namespace: str = "default") -> Path:
+    """Write a kubeconfig that authenticates with a bearer token (e.g. a ServiceAccount token)."""
+    path.write_text(
+        "apiVersion: v1\n"
+        "kind: Config\n"
+        "clusters:\n"
+        "- name: dku-ray-testenv\n"
+        f"  cluster: {{server: '{server}', certificate-authority: '{ca}'}}\n"
+        "users:\n"
+        f"- name: {user}\n"
+        f"  user: {{token: '{token}'}}\n"
+        "contexts:\n"
+        "- name: dku-ray-testenv\n"
+        f"  context: {{cluster: dku-ray-testenv, user: {user}, namespace: {namespace}}}\n"
+        "current-context: dku-ray-testenv\n"
+    )
+    path.chmod(0o600)
+    return path

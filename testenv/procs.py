@@ -4,6 +4,7 @@ and always stopped (SIGTERM to the group, then SIGKILL), so no test run leaks a 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,12 +34,13 @@ class ManagedProcess:
     """One long-running child whose stdout+stderr go to <log_dir>/<name>.log."""
 
     def __init__(self, name: str, argv: Sequence[str], log_dir: Path,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None, pid_file: Path | None = None) -> None:
         self.name = name
         self.argv = [str(a) for a in argv]
         self.log_path = log_dir / f"{name}.log"
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
+        self.pid_file = pid_file  # every pid is appended, so a later run can reap leftovers
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
@@ -52,6 +54,9 @@ class ManagedProcess:
                 start_new_session=True,  # own process group: killpg reaches any children too
             )
         self.started_at = time.monotonic()
+        if self.pid_file is not None:
+            with open(self.pid_file, "a") as f:
+                f.write(f"{self.proc.pid}\n")
         return self
 
     @property
@@ -87,6 +92,54 @@ class ManagedProcess:
 
     def __repr__(self) -> str:
         return f"ManagedProcess({self.name!r}, pid={self.pid}, alive={self.alive()})"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mentions(pid: int, needle: str) -> bool:
+    """Whether /proc/<pid> cmdline or environment mentions `needle` (guards against pid reuse)."""
+    for part in ("cmdline", "environ"):
+        try:
+            if needle.encode() in Path(f"/proc/{pid}/{part}").read_bytes():
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def reap_stale_runs(root: Path, prefix: str, max_age_s: float = 86400) -> list[Path]:
+    """Kill processes left by runs whose owning (Python) process died without cleanup.
+
+    A run dir holds `owner` (pid of the process that started it) and `pids` (its children).
+    Only children of dead owners are killed, and only if their command line or environment
+    still names that run dir, so concurrent runs of other users are never touched.
+    """
+    reaped = []
+    for run in sorted(root.glob(prefix + "*")):
+        try:
+            owner = int((run / "owner").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(owner):  # running (or its pid reused): leave it alone
+            continue
+        for line in (run / "pids").read_text().split() if (run / "pids").exists() else []:
+            pid = int(line)
+            if _pid_alive(pid) and _mentions(pid, str(run)):
+                _signal_group(pid, signal.SIGKILL)
+        reaped.append(run)
+        shutil.rmtree(run / "etcd-data", ignore_errors=True)
+        kept = (run / "keep").exists()
+        if not kept or time.time() - run.stat().st_mtime > max_age_s:
+            shutil.rmtree(run, ignore_errors=True)
+    return reaped
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import re
+import signal
+import threading
 import time
 import uuid
 from typing import Iterator
@@ -35,15 +37,25 @@ def _uncaptured(config: pytest.Config) -> Iterator[None]:
         yield
 
 
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
 def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     """etcd + kube-apiserver + controller-manager + scheduler + kwok, once per session."""
-    with _uncaptured(request.config):
-        ensure_built(binaries())
-        cp = ControlPlane()
-        atexit.register(cp.stop)  # last resort if the session dies without fixture teardown
-        cp.start()
+    # SIGTERM (e.g. a CI timeout) would skip all teardown: turn it into a KeyboardInterrupt,
+    # on which pytest still finalizes fixtures.  (A SIGKILLed run is cleaned by the next one.)
+    previous = signal.getsignal(signal.SIGTERM)
+    own_handler = previous == signal.SIG_DFL and threading.current_thread() is threading.main_thread()
+    if own_handler:
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    cp = ControlPlane()
+    atexit.register(cp.stop)  # last resort if the session dies without fixture teardown
     try:
+        with _uncaptured(request.config):
+            ensure_built(binaries())
+            cp.start()
         yield cp
     finally:
         if request.session.testsfailed:
@@ -51,6 +63,8 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
         with _uncaptured(request.config):
             cp.stop()
         atexit.unregister(cp.stop)
+        if own_handler:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture

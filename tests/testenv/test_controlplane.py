@@ -173,22 +173,14 @@ def test_port_forward_reaches_local_server(control_plane: ControlPlane, kube_api
     with control_plane.forward_pod_port(namespace, {"app": "echo"}, 8265, target_port=echo_server.port):
         assert echo_via_python_portforward(core, namespace, "echo-1", 8265, b"hello kwok") == b"hello kwok"
 
-        # kubectl port-forward (the built kubectl, as the benchmark uses it)
-        proc = subprocess.Popen(
-            [str(control_plane.kubectl_path), f"--kubeconfig={control_plane.kubeconfig}", "-n", namespace,
-             "port-forward", "pod/echo-1", ":8265", "--address=127.0.0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            m = re.search(r"127\.0\.0\.1:(\d+) -> 8265", line)
-            assert m, line
-            with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10) as sock:
-                sock.sendall(b"via kubectl")
-                assert sock.recv(100) == b"via kubectl"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+        # kubectl port-forward (the built kubectl, as the benchmark uses it), to the pod and to a
+        # Service (kubectl resolves it to a pod through the selector)
+        core.create_namespaced_service(namespace, {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"},
+            "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": 8265}]}},
+            _preload_content=False)
+        for target, port in (("pod/echo-1", 8265), ("svc/echo", 80)):
+            assert echo_via_kubectl(control_plane, namespace, target, port, b"via kubectl") == b"via kubectl"
 
         # a pod recreated under a new name with the same labels is forwarded too
         core.delete_namespaced_pod("echo-1", namespace, grace_period_seconds=0, _preload_content=False)
@@ -196,6 +188,23 @@ def test_port_forward_reaches_local_server(control_plane: ControlPlane, kube_api
         got = wait(lambda: echo_via_python_portforward(core, namespace, "echo-2", 8265, b"again"), 30,
                    "port-forward to the recreated pod")
         assert got == b"again"
+
+
+def echo_via_kubectl(cp: ControlPlane, ns: str, target: str, port: int, payload: bytes) -> bytes:
+    proc = subprocess.Popen(
+        [str(cp.kubectl_path), f"--kubeconfig={cp.kubeconfig}", "-n", ns, "port-forward", target, f":{port}",
+         "--address=127.0.0.1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"127\.0\.0\.1:(\d+) -> \d+", line)
+        assert m, line
+        with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10) as sock:
+            sock.sendall(payload)
+            return sock.recv(len(payload) + 100)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
