@@ -204,6 +204,9 @@ class _Reader:
         service_type = self.string(service.get("type"), "service.type", "ClusterIP")
         if service_type not in ("ClusterIP", "NodePort", "LoadBalancer"):
             self.fail("service.type", f"{service_type!r} is not one of ClusterIP, NodePort, LoadBalancer")
+        service_account = self.string(top.get("serviceAccountName"), "serviceAccountName")
+        labels = self.labels(top.get("labels"), "labels")
+        annotations = self.string_map(top.get("annotations"), "annotations")
         if self.problems or head is None or image is None:
             return None
         return cs.ClusterSpec(
@@ -212,9 +215,7 @@ class _Reader:
             head=cs.HeadSpec(head.resources, head.ray_start_params, head.pod, service_type or "ClusterIP"),
             workers=tuple(workers), auth_mode=auth_mode, autoscaling=autoscaling,
             image_pull_secrets=tuple(pull_secrets),
-            service_account=self.string(top.get("serviceAccountName"), "serviceAccountName"),
-            labels=self.labels(top.get("labels"), "labels"), annotations=self.string_map(top.get("annotations"), "annotations"),
-            env=env,
+            service_account=service_account, labels=labels, annotations=annotations, env=env,
         )
 
     def name(self, value: Any) -> str:

@@ -139,3 +139,8 @@ def test_autoscaling_defaults_min_to_zero():
     spec = parse_values({"head": {"enableInTreeAutoscaling": True}, "worker": {"replicas": 1, "maxReplicas": 4}}).spec
     assert spec.autoscaling is not None
     assert (spec.workers[0].min_replicas, spec.workers[0].max_replicas) == (0, 4)
+
+
+def test_problems_in_late_fields_are_reported_with_early_ones():
+    found = problems({"name": "Bad Name", "labels": {"team": "a b"}, "serviceAccountName": 5, "annotations": {"x": 1.5}})
+    assert {"name", "labels.team", "serviceAccountName", "annotations.x"} <= set(found)

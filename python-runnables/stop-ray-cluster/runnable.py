@@ -1,0 +1,15 @@
+"""Stop Ray Cluster: delete the RayCluster, wait for its pods, optionally remove our unused operator."""
+from dataiku.runnables import Runnable
+
+from dku_ray import cluster_macros
+
+
+class StopRayCluster(Runnable):
+    def __init__(self, project_key, config, plugin_config):
+        self.config, self.plugin_config = config, plugin_config
+
+    def get_progress_target(self):
+        return cluster_macros.PROGRESS_TARGET
+
+    def run(self, progress_callback):
+        return cluster_macros.stop(self.config, self.plugin_config, progress_callback)
