@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from kubernetes import client, config
 
@@ -37,8 +37,12 @@ def ensure_built(bins: Binaries, build_if_missing: bool = True) -> None:
     if not build_if_missing:
         raise RuntimeError(f"testenv binaries missing for {missing}; run {BUILD_SCRIPT}")
     print(f"[testenv] building missing components {missing} with {BUILD_SCRIPT} "
-          "(cold: ~20-40 min on 2 cores, cached afterwards)", file=sys.stderr, flush=True)
-    subprocess.run(["bash", str(BUILD_SCRIPT), *missing], check=True, stdout=sys.stderr)
+          "(cold: ~10-20 min on 2 cores, cached afterwards)", file=sys.stderr, flush=True)
+    try:
+        out: int | None = sys.stderr.fileno()  # show progress live, also under pytest
+    except (AttributeError, OSError, ValueError):
+        out = None
+    subprocess.run(["bash", str(BUILD_SCRIPT), *missing], check=True, stdout=out)
 
 
 RUN_PREFIX = "dku-ray-testenv-"
@@ -52,10 +56,9 @@ def _default_run_root() -> str:
 class ControlPlane:
     """Context manager running the whole control plane; see the module docstring."""
 
-    def __init__(self, *, nodes: Sequence[comp.FakeNode] = comp.DEFAULT_NODES, versions: Versions | None = None,
-                 run_dir: Path | None = None, keep_run_dir: bool | None = None, build_if_missing: bool = True,
+    def __init__(self, *, nodes: Sequence[comp.FakeNode] = comp.DEFAULT_NODES, run_dir: Path | None = None, keep_run_dir: bool | None = None, build_if_missing: bool = True,
                  supervise_operator: bool = True, verbose: bool = True) -> None:
-        self.versions = versions or Versions.load()
+        self.versions = Versions.load()  # pinned in testenv/versions.env, as build.sh builds them
         self.bins = binaries(self.versions)
         self.nodes = tuple(nodes)
         self._run_dir_arg = run_dir
@@ -70,6 +73,7 @@ class ControlPlane:
         self.port_forwards: PodPortForwarder | None = None
         self._third_party: ThirdPartyOperator | None = None
         self.failed = False
+        self._stopped = False
         self.startup_seconds = 0.0
         self.timings: dict[str, float] = {}  # startup phase -> seconds since start
 
@@ -126,8 +130,8 @@ class ControlPlane:
             self._start()
         except BaseException:
             self.failed = True
-            self._log("control plane failed to start; last log lines:\n" + self.log_tails())
-            self.stop()
+            self._log("control plane failed to start")
+            self.stop()  # prints the tail of every component's log
             raise
         self.startup_seconds = time.monotonic() - t0
         self._log(f"control plane ready in {self.startup_seconds:.1f}s: {self.server} "
@@ -164,7 +168,7 @@ class ControlPlane:
             install_kwok_crds(api, self.versions)
             core = client.CoreV1Api(api)
             for node in self.nodes:
-                core.create_node(node.manifest(), _preload_content=False)
+                core.create_node(cast(Any, node.manifest()), _preload_content=False)
             cfg = comp.write_kwok_config(lay, self.run_dir / "kwok.yaml")
             self._spawn("kwok", comp.kwok_argv(lay, cfg), logs)
             wait_for(lambda: self._nodes_ready(core), timeout=60, interval=0.1, what="kwok nodes Ready",
@@ -205,6 +209,7 @@ class ControlPlane:
         )
 
     def _spawn(self, name: str, argv: list[str], log_dir: Path) -> ManagedProcess:
+        assert self.run_dir is not None
         env = dict(os.environ, HOME=str(self.run_dir))  # kwok would otherwise read ~/.kwok/kwok.yaml
         proc = ManagedProcess(name, argv, log_dir, env=env, cwd=self.run_dir, pid_file=self.run_dir / "pids").start()
         self.procs[name] = proc
@@ -227,13 +232,16 @@ class ControlPlane:
 
     def _nodes_ready(self, core: client.CoreV1Api) -> bool:
         for node in self.nodes:
-            conds = core.read_node_status(node.name).status.conditions or []
+            status = core.read_node_status(node.name).status
+            conds = (status.conditions if status else None) or []
             if not any(c.type == "Ready" and c.status == "True" for c in conds):
                 return False
         return True
 
     def stop(self) -> None:
         """Stop every process this control plane started (reverse order); safe to call twice."""
+        if self._stopped:
+            return
         for part in (self.operator, self.port_forwards):
             if part is not None:
                 try:
@@ -253,6 +261,7 @@ class ControlPlane:
                 self._log(f"logs kept in {self.run_dir / 'logs'}")
             elif self._run_dir_arg is None:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
+        self._stopped = self.run_dir is not None
 
     def log_tails(self, lines: int = 25) -> str:
         if self.run_dir is None:

@@ -52,6 +52,11 @@ def yaml_header(doc: str) -> Obj:
     return {k: head[k] for k in ("apiVersion", "kind", "metadata")}
 
 
+def json_body(resp: Any) -> Any:
+    """Decode a response obtained with `_preload_content=False` (skips the slow model parsing)."""
+    return json.loads(resp.data)
+
+
 def request(api: client.ApiClient, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
             headers: dict[str, str] | None = None, body: Any = None, ok: tuple[int, ...] = (200, 201)) -> Any:
     """Raw REST call through the ApiClient (its auth settings apply); returns decoded JSON."""
@@ -102,8 +107,8 @@ def wait_crds_established(api: client.ApiClient, names: Iterable[str], timeout: 
     deadline = time.monotonic() + timeout
     while pending:
         for name in sorted(pending):
-            crd = ext.read_custom_resource_definition(name, _preload_content=False)
-            conds = json.loads(crd.data).get("status", {}).get("conditions") or []
+            crd = json_body(ext.read_custom_resource_definition(name, _preload_content=False))
+            conds = crd.get("status", {}).get("conditions") or []
             if any(c["type"] == "Established" and c["status"] == "True" for c in conds):
                 pending.discard(name)
         if pending:

@@ -13,19 +13,18 @@ were installed with it, and a missing permission fails here as it would in a rea
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from kubernetes import client
 
 from . import components as comp
-from .kube import delete_ignore_missing, load_yaml_documents, server_side_apply
+from .kube import delete_ignore_missing, json_body, load_yaml_documents, server_side_apply
 from .pki import write_token_kubeconfig
 from .procs import ManagedProcess, free_port, wait_for
 from .versions import Versions, kuberay_module_dir
@@ -48,7 +47,7 @@ class OperatorPod:
 def operator_pods(core: client.CoreV1Api) -> list[OperatorPod]:
     """Running, not-terminating pods with a KubeRay operator container, oldest first."""
     resp = core.list_pod_for_all_namespaces(field_selector="status.phase=Running", _preload_content=False)
-    items = sorted(json.loads(resp.data)["items"], key=lambda p: p["metadata"]["creationTimestamp"])
+    items = sorted(json_body(resp)["items"], key=lambda p: p["metadata"]["creationTimestamp"])
     out = []
     for pod in items:
         meta, spec = pod["metadata"], pod["spec"]
@@ -64,9 +63,9 @@ def pod_token(core: client.CoreV1Api, pod: OperatorPod, seconds: int = 86400) ->
     """A token of the pod's ServiceAccount bound to the pod, as a kubelet would project it."""
     body = {"spec": {"expirationSeconds": seconds,
                      "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid}}}
-    resp = core.create_namespaced_service_account_token(pod.service_account, pod.namespace, body,
+    resp = core.create_namespaced_service_account_token(pod.service_account, pod.namespace, cast(Any, body),
                                                         _preload_content=False)
-    return json.loads(resp.data)["status"]["token"]
+    return str(json_body(resp)["status"]["token"])
 
 
 class OperatorSupervisor:

@@ -10,7 +10,6 @@ KubeRay head pod) is picked up within ~0.25 s.
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from typing import Any, Callable
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from .kube import json_body
 
 GROUP, VERSION, PLURAL = "kwok.x-k8s.io", "v1alpha1", "clusterportforwards"
 MANAGED_LABEL = "dku-ray-testenv/port-forward"
@@ -96,7 +97,7 @@ class PodPortForwarder:
     def _matching_pods(self, handle: PortForwardHandle) -> tuple[str, ...]:
         resp = self._core.list_namespaced_pod(handle.namespace, label_selector=handle.label_selector,
                                               _preload_content=False)
-        return tuple(sorted(p["metadata"]["name"] for p in json.loads(resp.data)["items"]))
+        return tuple(sorted(p["metadata"]["name"] for p in json_body(resp)["items"]))
 
     def _body(self, handle: PortForwardHandle, pods: tuple[str, ...]) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 import uuid
-from typing import Iterator
+from typing import Any, Iterator, cast
 
 import pytest
 from kubernetes import client
@@ -94,7 +94,7 @@ def namespace(request: pytest.FixtureRequest, control_plane: ControlPlane) -> It
     api = control_plane.api_client()
     core = client.CoreV1Api(api)
     name = _namespace_name(request.node.name)
-    core.create_namespace({"metadata": {"name": name, "labels": {"dku-ray-testenv/test": "true"}}},
+    core.create_namespace(cast(Any, {"metadata": {"name": name, "labels": {"dku-ray-testenv/test": "true"}}}),
                           _preload_content=False)
     deadline = time.monotonic() + 30  # pods are rejected until kube-controller-manager made it
     while True:
