@@ -144,3 +144,13 @@ def test_autoscaling_defaults_min_to_zero():
 def test_problems_in_late_fields_are_reported_with_early_ones():
     found = problems({"name": "Bad Name", "labels": {"team": "a b"}, "serviceAccountName": 5, "annotations": {"x": 1.5}})
     assert {"name", "labels.team", "serviceAccountName", "annotations.x"} <= set(found)
+
+
+def test_the_shipped_example_values_are_valid():
+    from pathlib import Path
+
+    import yaml
+
+    example = Path(__file__).resolve().parents[2] / "resource" / "values-example.yaml"
+    spec = parse_values(yaml.safe_load(example.read_text()), python_tag="py311").spec
+    assert [g.name for g in spec.workers] == ["cpu", "gpu"] and spec.workers[1].resources.gpu == 1
