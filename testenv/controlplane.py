@@ -126,17 +126,36 @@ class ControlPlane:
     def start(self) -> "ControlPlane":
         ensure_built(self.bins, self.build_if_missing)
         t0 = time.monotonic()
-        try:
-            self._start()
-        except BaseException:
-            self.failed = True
-            self._log("control plane failed to start")
-            self.stop()  # prints the tail of every component's log
-            raise
+        for attempt in range(1, 4):
+            try:
+                self._start()
+                break
+            except BaseException as exc:
+                if isinstance(exc, Exception) and attempt < 3 and self._port_clash():
+                    # free_port() only reserves nothing: another program took a port meanwhile
+                    self._log("a chosen port was taken meanwhile (address already in use): retrying")
+                    self._reset()
+                    continue
+                self.failed = True
+                self._log("control plane failed to start")
+                self.stop()  # prints the tail of every component's log
+                raise
         self.startup_seconds = time.monotonic() - t0
         self._log(f"control plane ready in {self.startup_seconds:.1f}s: {self.server} "
                   f"(kubeconfig {self.kubeconfig}, run dir {self.run_dir}; phases {self.timings})")
         return self
+
+    def _port_clash(self) -> bool:
+        if self.run_dir is None:
+            return False
+        return any("address already in use" in tail(p, 200) for p in (self.run_dir / "logs").glob("*.log"))
+
+    def _reset(self) -> None:
+        """Undo a failed start quietly so that it can be retried from scratch."""
+        self.stop()
+        if self.run_dir is not None and self._run_dir_arg is None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir, self.layout, self._stopped, self.timings = None, None, False, {}
 
     def _start(self) -> None:
         if self._run_dir_arg is not None:
