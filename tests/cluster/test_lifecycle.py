@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Iterator
 
 import pytest
@@ -178,3 +179,18 @@ def test_cli_start_inspect_stop(control_plane, namespace, foreign_operator, caps
     assert "stopped" in capsys.readouterr().out
     assert cli_main(["cluster", "inspect", *base]) == 4
     assert "No Ray cluster named 'cli'" in capsys.readouterr().out
+
+
+def test_quota_exceeded_is_reported(clusters, namespace, foreign_operator):
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "small", "namespace": namespace},
+             "spec": {"hard": {"requests.cpu": "2", "limits.cpu": "2"}}}
+    clusters.kube.apply(quota)
+    deadline = time.monotonic() + 30
+    while not (clusters.kube.get(kr.RESOURCE_QUOTA, "small", namespace).get("status") or {}).get("hard"):
+        assert time.monotonic() < deadline, "the quota controller never filled in the quota's status"
+        time.sleep(0.2)  # admission enforces a quota once the controller has computed its usage
+    spec = spec_for(namespace, ray_cluster_name="quota", ray_num_workers=3)  # head 1 + 3 workers x 1 CPU > 2
+    with pytest.raises(ClusterNotReadyError) as info:
+        clusters.start(spec, op.OperatorSettings(install=False), timeout=20)
+    assert "exceeded quota" in str(info.value) and "ResourceQuota" in str(info.value)
+    clusters.stop("quota", namespace)
