@@ -95,7 +95,7 @@ sync_etcd_gomod() {
 build_kubernetes() {
   local out="$CACHE/kubernetes-$K8S_VERSION" bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
   if is_built "$out" "${bins[@]}"; then log "kubernetes $K8S_VERSION cached in $out"; return 0; fi
-  log "building kubernetes $K8S_VERSION (${bins[*]}) - takes 15-40 min cold on 2 cores"
+  log "building kubernetes $K8S_VERSION (${bins[*]}) - ~5-6 min cold on 2 cores"
   local t0; t0=$(date +%s)
   sync_kubernetes_gomod
   local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"

@@ -37,7 +37,7 @@ def ensure_built(bins: Binaries, build_if_missing: bool = True) -> None:
     if not build_if_missing:
         raise RuntimeError(f"testenv binaries missing for {missing}; run {BUILD_SCRIPT}")
     print(f"[testenv] building missing components {missing} with {BUILD_SCRIPT} "
-          "(cold: ~10-20 min on 2 cores, cached afterwards)", file=sys.stderr, flush=True)
+          "(cold: ~12-15 min on 2 cores, cached afterwards)", file=sys.stderr, flush=True)
     try:
         out: int | None = sys.stderr.fileno()  # show progress live, also under pytest
     except (AttributeError, OSError, ValueError):
