@@ -1,0 +1,113 @@
+"""Spare port-forward streams, opened ahead of time, so that a new local connection starts at once.
+
+Opening a stream costs a TLS handshake and an upgrade through the API server to the kubelet:
+about 10 ms here, against ~2 ms for a new stream inside `kubectl port-forward`'s one multiplexed
+connection. Browsers and `requests`-based clients (JobSubmissionClient) open a connection per
+request, so without spares every small request would pay that. A spare is an idle TCP connection
+to the head's port; it is dropped after `max_age` (servers close idle connections), when the head
+pod changes, and when the tunnel closes.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from .tunnel_pod import HeadPod
+from .tunnel_stream import PodStream, StreamOpenError
+
+log = logging.getLogger("dku_ray.tunnel")
+
+
+class SparePool:
+    """Keeps up to `size` open streams to the current head pod, refilled by one thread."""
+
+    def __init__(self, size: int, open_stream: Callable[[HeadPod], PodStream], current_head: Callable[[], HeadPod | None],
+                 stopping: threading.Event, max_age: float = 20.0) -> None:
+        self.size = size
+        self.max_age = max_age
+        self.refill_delay = 0.05
+        self._open = open_stream
+        self._head = current_head
+        self._stopping = stopping
+        self._spares: list[PodStream] = []
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def start(self) -> None:
+        if self.size > 0:
+            self._thread = threading.Thread(target=self._fill, name="dku-ray-tunnel-spares", daemon=True)
+            self._thread.start()
+
+    def take(self, head: HeadPod) -> PodStream | None:
+        """A ready stream to `head`, or None (then the caller opens one itself)."""
+        if self.size <= 0:
+            return None
+        found = None
+        with self._lock:
+            while self._spares and found is None:
+                spare = self._spares.pop(0)
+                if spare.pod == head.name and spare.usable(self.max_age):
+                    found = spare
+                else:
+                    spare.close()
+            if found is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+        self._wanted.set()
+        return found
+
+    def drop_all(self) -> None:
+        """Close every spare (the head pod changed, or the tunnel closes)."""
+        with self._lock:
+            spares, self._spares = self._spares, []
+        for spare in spares:
+            spare.close()
+        self._wanted.set()
+
+    def join(self, timeout: float) -> None:
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.drop_all()
+
+    def _fill(self) -> None:
+        delay = 0.0
+        while not self._stopping.is_set():
+            self._wanted.wait(timeout=max(delay, 1.0))
+            self._wanted.clear()
+            if self._stopping.is_set():
+                break
+            # Let the connection that just took a spare make its first round trip before competing
+            # with it for the CPU (a handshake costs milliseconds of CPU on both ends).
+            if self._stopping.wait(max(delay, self.refill_delay)):
+                break
+            head = self._head()
+            self._prune(head)
+            while head is not None and len(self._spares) < self.size and not self._stopping.is_set():
+                try:
+                    stream = self._open(head)
+                except StreamOpenError as exc:
+                    delay = min(max(delay * 2, 0.5), 10.0)
+                    log.debug("Could not open a spare stream: %s", exc)
+                    break
+                delay = 0.0
+                with self._lock:
+                    self._spares.append(stream)
+        self.drop_all()
+
+    def _prune(self, head: HeadPod | None) -> None:
+        """Drop spares that are too old, dead, or for another pod; keep the others."""
+        with self._lock:
+            keep = []
+            for spare in self._spares:
+                if head is not None and spare.pod == head.name and spare.usable(self.max_age):
+                    keep.append(spare)
+                else:
+                    spare.close()
+            self._spares = keep
