@@ -206,7 +206,8 @@ class Tunnel:
         else:
             state = "open" if self._head is not None else "waiting for the head pod"
         return TunnelStats(self.url, state, (time.monotonic() - self._started) if self._started else 0.0,
-                           count["connections"], len(relays), count["failed"], count["reconnections"],
+                           count["connections"], len(relays), count["failed"],
+                           count["reconnections"] + sum(r.recovered for r in relays),
                            self._head.name if self._head else None, count["head_changes"],
                            count["up"] + sum(r.bytes_up for r in relays), count["down"] + sum(r.bytes_down for r in relays),
                            self._pool.hits)
@@ -306,6 +307,7 @@ class Tunnel:
             self._relays.discard(relay)
             self._count["up"] += relay.bytes_up
             self._count["down"] += relay.bytes_down
+            self._count["reconnections"] += relay.recovered
             if relay.stream is None:
                 self._count["failed"] += 1
 
@@ -315,11 +317,26 @@ class Tunnel:
                               timeout=min(10.0, self.connect_timeout))
 
     def _open_for(self, relay: Relay, failure: str | None) -> PodStream:
-        """A stream for `relay`: a spare when possible, else a new one; retries with backoff."""
-        deadline = time.monotonic() + self.connect_timeout
+        """A stream for `relay`: a spare when possible, else a new one; retries with backoff.
+
+        `failure` is why the relay's previous stream failed before any answer: then wait a
+        little first (the pod may still be starting), and count the time from the first failure.
+        """
+        now = time.monotonic()
         delay = 0.1
+        if failure is not None:
+            relay.failures += 1
+            relay.failing_since = relay.failing_since or now
+            delay = min(0.1 * 2 ** (relay.failures - 1), 2.0)
+        deadline = (relay.failing_since or now) + self.connect_timeout
         reason = failure
         while True:
+            if reason is not None:
+                if time.monotonic() + delay > deadline:
+                    raise GiveUp(f"could not reach the Ray head within {self.connect_timeout:.0f} s: {reason}")
+                if self._stopping.wait(delay * random.uniform(0.8, 1.2)):
+                    raise GiveUp("the tunnel is closing")
+                delay = min(delay * 2, 2.0)
             if self._stopping.is_set():
                 raise GiveUp("the tunnel is closing")
             if self._gone is not None:
@@ -327,26 +344,19 @@ class Tunnel:
             head = self._refresh_head(force=reason is not None, quiet=True)
             if head is None:
                 reason = reason or f"no head pod of {self.namespace}/{self.name} is running"
-            else:
-                stream = self._pool.take(head) if reason is None else None
-                try:
-                    stream = stream or self._open_to(head)
-                except StreamOpenError as exc:
-                    if not exc.retryable:
-                        raise GiveUp(str(exc)) from None
-                    reason = str(exc)
-                else:
-                    if failure is not None or reason is not None:
-                        with self._lock:
-                            self._count["reconnections"] += 1
-                        log.info("Tunnel connection %d reconnected to pod %s after: %s", relay.number, head.name,
-                                 failure or reason)
-                    return stream
-            if time.monotonic() + delay > deadline:
-                raise GiveUp(f"could not reach the Ray head within {self.connect_timeout:.0f} s: {reason}")
-            if self._stopping.wait(delay * random.uniform(0.8, 1.2)):
-                raise GiveUp("the tunnel is closing")
-            delay = min(delay * 2, 2.0)
+                continue
+            stream = self._pool.take(head) if reason is None else None
+            try:
+                stream = stream or self._open_to(head)
+            except StreamOpenError as exc:
+                if not exc.retryable:
+                    raise GiveUp(str(exc)) from None
+                reason = str(exc)
+                continue
+            if reason is not None:
+                relay.retried = True  # counted as a reconnection once the pod side answers
+                log.info("Tunnel connection %d: reconnected to pod %s after: %s", relay.number, head.name, reason)
+            return stream
 
     def _refresh_head(self, force: bool = False, quiet: bool = False) -> HeadPod | None:
         """The current head pod; looked up again when forced (rate-limited) or on the watch thread."""

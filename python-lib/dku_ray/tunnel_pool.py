@@ -28,6 +28,8 @@ class SparePool:
         self.size = size
         self.max_age = max_age
         self.refill_delay = 0.05
+        self._behind = False  # a connection found no spare: refill at once
+        self._failures = 0  # spares that failed in a row: the refill backs off
         self._open = open_stream
         self._head = current_head
         self._stopping = stopping
@@ -57,8 +59,10 @@ class SparePool:
                     spare.close()
             if found is None:
                 self.misses += 1
+                self._behind = True
             else:
                 self.hits += 1
+                self._failures = 0  # a live spare: the path works
         self._wanted.set()
         return found
 
@@ -77,37 +81,43 @@ class SparePool:
         self.drop_all()
 
     def _fill(self) -> None:
-        delay = 0.0
         while not self._stopping.is_set():
+            delay = min(0.5 * 2 ** self._failures, 10.0) if self._failures else 0.0
             self._wanted.wait(timeout=max(delay, 1.0))
             self._wanted.clear()
-            if self._stopping.is_set():
-                break
             # Let the connection that just took a spare make its first round trip before competing
             # with it for the CPU (a handshake costs milliseconds of CPU on both ends).
-            if self._stopping.wait(max(delay, self.refill_delay)):
+            behind, self._behind = self._behind, False
+            if self._stopping.wait(max(delay, 0.0 if behind else self.refill_delay)):
                 break
             head = self._head()
-            self._prune(head)
+            if self._prune(head):  # spares died young (e.g. the port does not listen yet): back off
+                self._failures += 1
+                continue
             while head is not None and len(self._spares) < self.size and not self._stopping.is_set():
                 try:
                     stream = self._open(head)
                 except StreamOpenError as exc:
-                    delay = min(max(delay * 2, 0.5), 10.0)
+                    self._failures += 1
                     log.debug("Could not open a spare stream: %s", exc)
                     break
-                delay = 0.0
                 with self._lock:
                     self._spares.append(stream)
         self.drop_all()
 
-    def _prune(self, head: HeadPod | None) -> None:
-        """Drop spares that are too old, dead, or for another pod; keep the others."""
+    def _prune(self, head: HeadPod | None) -> bool:
+        """Drop spares that are too old, dead, or for another pod; True if one had failed."""
+        failed = False
         with self._lock:
             keep = []
             for spare in self._spares:
                 if head is not None and spare.pod == head.name and spare.usable(self.max_age):
                     keep.append(spare)
-                else:
-                    spare.close()
+                    continue
+                if spare.failed:
+                    failed = True
+                elif spare.pod == (head.name if head else None):
+                    self._failures = 0  # lived its whole age: the path works
+                spare.close()
             self._spares = keep
+        return failed

@@ -27,7 +27,6 @@ log = logging.getLogger("dku_ray.tunnel")
 CHUNK = 256 * 1024
 MAX_PENDING = 1 << 20  # bytes waiting for the client before we stop reading the pod side
 REPLAY_LIMIT = 1 << 20
-MAX_REPLAYS = 20
 
 
 class GiveUp(Exception):
@@ -50,7 +49,10 @@ class Relay:
         self.linger = linger
         self.bytes_up = 0  # from the local client to the pod (written by this relay's thread only)
         self.bytes_down = 0
-        self.retried = False  # needed another stream than the first one
+        self.retried = False  # needed another stream or another try than the first one
+        self.recovered = False  # ... and then got an answer: one reconnection
+        self.failures = 0  # streams that failed before the pod side answered
+        self.failing_since: float | None = None
         self.stream: PodStream | None = None
         self.thread: threading.Thread | None = None
 
@@ -87,7 +89,6 @@ class Relay:
     def _reopen(self, why: str, replay: bytes) -> PodStream:
         assert self.stream is not None
         self.stream.close()
-        self.retried = True
         stream = self.opener(self, why)
         for start in range(0, len(replay), CHUNK):
             stream.queue_frame(encode_frame(b"\0" + replay[start:start + CHUNK]))
@@ -100,7 +101,6 @@ class Relay:
         buf = bytearray(HEADER_ROOM + 1 + CHUNK)
         data = memoryview(buf)[HEADER_ROOM + 1:]
         replay: bytearray | None = bytearray()
-        replays = 0
         local_eof = False
         last_activity = time.monotonic()
         poller = select.poll()
@@ -112,6 +112,7 @@ class Relay:
             stream.read_available(MAX_PENDING)
             if stream.received and replay is not None:
                 replay = None  # the pod side answered: from now on a failure is final
+                self.recovered = self.retried
             if stream.pending:
                 try:
                     sent = client.send(stream.pending)
@@ -124,11 +125,10 @@ class Relay:
                     self.bytes_down += sent
                     moved = True
             if stream.failed and not stream.pending:
-                if replay is None or (local_eof and not replay) or replays >= MAX_REPLAYS:
+                if replay is None or (local_eof and not replay):
                     if stream.error:
                         log.info("Tunnel connection %d: pod %s reported: %s", self.number, stream.pod, stream.error)
                     return
-                replays += 1
                 why = stream.error or f"the port-forward to pod {stream.pod} closed before any answer"
                 self.stream = self._reopen(why, bytes(replay))
                 continue
