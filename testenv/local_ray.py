@@ -10,6 +10,7 @@ Why every port is explicit: two heads on one machine otherwise collide on fixed 
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -22,9 +23,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
-__all__ = ["LocalRayHead", "free_port", "ray_client_env"]
+__all__ = ["LocalRayHead", "die_with_parent", "free_port", "ray_client_env"]
 
 
 def free_port() -> int:
@@ -51,6 +52,27 @@ def _free_port_range(size: int) -> tuple[int, int]:
         if ok:
             return base, base + size - 1
     raise RuntimeError("no free range of worker ports on 127.0.0.1")
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when we die, even by SIGKILL (Linux only).
+
+    The safety net for a test run killed hard: `ray start --block` then stops its cluster and
+    moto_server exits, instead of running forever as orphans. libc is loaded here, in the parent,
+    so that the child only makes one system call between fork and exec.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_pdeathsig() -> None:
+        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+    return set_pdeathsig
 
 
 def ray_client_env(auth_token: str | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -144,7 +166,8 @@ class LocalRayHead:
             argv += ["--resources", json.dumps(self.resources)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=self.client_env(), start_new_session=True)
+                                         env=self.client_env(), start_new_session=True,
+                                         preexec_fn=die_with_parent())
         try:
             self._wait_ready()
         except BaseException:

@@ -24,7 +24,7 @@ from datetime import timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from testenv.local_ray import free_port
+from testenv.local_ray import die_with_parent, free_port
 
 if TYPE_CHECKING:  # heavy or project imports stay out of import time
     import pyarrow as pa
@@ -64,7 +64,7 @@ class MotoS3:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([moto_bin, "-H", "127.0.0.1", "-p", str(self.port)],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=env, start_new_session=True)
+                                         env=env, start_new_session=True, preexec_fn=die_with_parent())
         try:
             self._wait_ready()
             if self.enforce_auth:
