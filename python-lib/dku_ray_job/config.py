@@ -64,6 +64,7 @@ class JobConfig:
     max_categories: int = 1000
     credentials_margin_s: float = 300.0
     progress_interval_s: float = 0.5
+    start_timeout_s: float = 600.0
     client_versions: Mapping[str, str] = field(default_factory=dict)
     job_id: str = ""
 
@@ -134,6 +135,7 @@ def parse_config(raw: Mapping[str, Any]) -> JobConfig:
         max_categories=_number(raw, "max_categories", int, 1000, 2),
         credentials_margin_s=_number(raw, "credentials_margin_s", float, 300.0, 0.0),
         progress_interval_s=_number(raw, "progress_interval_s", float, 0.5, 0.0),
+        start_timeout_s=_number(raw, "start_timeout_s", float, 600.0, 1.0),
         client_versions=dict(raw.get("client_versions") or {}),
         job_id=str(raw.get("job_id") or ""),
     )

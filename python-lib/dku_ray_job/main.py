@@ -10,6 +10,7 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -32,8 +33,48 @@ class JobFailure(RuntimeError):
     """A failure whose message is already written for people."""
 
 
+_STOP_REASON = ["the job was stopped (Ray stop_job, a timeout or Ctrl-C in the notebook)"]
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise JobStopped("the job was stopped (Ray stop_job, a timeout or Ctrl-C in the notebook)")
+    raise JobStopped(_STOP_REASON[0])
+
+
+class StartWatchdog(threading.Thread):
+    """Fails the job when its workers cannot all start in time.
+
+    Ray Train waits forever for a placement group the cluster cannot hold (resources taken by
+    another job, a node lost); this turns that into a clear failure with markers.
+    """
+
+    def __init__(self, timeout_s: float, num_workers: int) -> None:
+        super().__init__(name="dku-ray-start-watchdog", daemon=True)
+        self.timeout_s, self.num_workers = timeout_s, num_workers
+        self.done = threading.Event()
+
+    def _workers_alive(self) -> int:
+        import ray
+        from ray.util.state import list_actors
+
+        job_id = ray.get_runtime_context().get_job_id()
+        actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE"),
+                                      ("job_id", "=", job_id)], timeout=10, raise_on_missing_output=False)
+        return len(actors)
+
+    def run(self) -> None:
+        deadline = time.time() + self.timeout_s
+        while not self.done.wait(min(10.0, self.timeout_s)):
+            try:
+                if self._workers_alive() >= self.num_workers:
+                    return
+            except Exception:  # noqa: BLE001 - the state API may be briefly unavailable; keep waiting
+                pass
+            if time.time() > deadline:
+                _STOP_REASON[0] = (f"the {self.num_workers} training workers could not all start within "
+                                   f"{self.timeout_s:.0f} s (start_timeout_s): the cluster lacks free CPUs/GPUs "
+                                   "for them, e.g. another job holds them. Nothing was trained.")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
 
 
 def _message(exc: BaseException) -> str:
@@ -133,8 +174,13 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
                                  checkpoint_config=CheckpointConfig(num_to_keep=max(2, cfg.keep_checkpoints)),
                                  failure_config=FailureConfig(max_failures=0)),
         )
+        watchdog = StartWatchdog(cfg.start_timeout_s, cfg.num_workers)
+        watchdog.start()
         t1 = time.perf_counter()
-        result = trainer.fit()
+        try:
+            result = trainer.fit()
+        finally:
+            watchdog.done.set()
         timings["fit_s"] = round(time.perf_counter() - t1, 3)
         if result.checkpoint is None:
             raise JobFailure("Training ended without a final checkpoint.")
