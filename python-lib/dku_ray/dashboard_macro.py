@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from .errors import Problem, SpecError
-from .tunnel import ClusterRef, Tunnel, TunnelStats, format_duration, format_size, open_tunnel
+from .tunnel import ClusterRef, Tunnel, open_tunnel
+from .tunnel_exposure import is_loopback
+from .tunnel_stats import TunnelStats, format_duration, format_size
 
 log = logging.getLogger("dku_ray.tunnel")
 
@@ -90,6 +93,8 @@ def run_dashboard_macro(config: Mapping[str, Any], progress: Callable[[Any], Non
             log.warning("Ray dashboard of %s/%s (DSS cluster %s): open %s", tunnel.namespace, tunnel.name,
                         params.cluster_id, tunnel.url)
             log.warning("%s", tunnel.exposure)
+            if not is_loopback(tunnel.address):
+                log.warning("From other machines: http://%s:%d", socket.getfqdn(), tunnel.port)
             if tunnel.auth.token:
                 log.warning("The dashboard asks for the cluster's token: kubectl -n %s get secret %s -o "
                             "jsonpath='{.data.auth_token}' | base64 -d", tunnel.namespace, tunnel.auth.secret_name)

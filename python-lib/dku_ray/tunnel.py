@@ -16,7 +16,6 @@ who reaches the DSS host, and dies for good when the head pod restarts. Here:
 """
 from __future__ import annotations
 
-import errno
 import logging
 import random
 import socket
@@ -24,15 +23,16 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 from .constants import PORT_DASHBOARD
-from .errors import ClusterNotFoundError, DkuRayError, KubernetesError, PortInUseError, TunnelError
+from .errors import ClusterNotFoundError, DkuRayError, KubernetesError
 from .kube_rest import Kube
-from .tunnel_exposure import check_exposure, exposure_statement, is_loopback, resolve_bind
+from .tunnel_exposure import check_exposure, exposure_statement, is_loopback, listen, resolve_bind
 from .tunnel_pod import ClusterAuth, HeadPod, HeadPodFinder
 from .tunnel_pool import SparePool
 from .tunnel_relay import GiveUp, Relay
+from .tunnel_stats import TunnelStats
 from .tunnel_stream import PodStream, StreamOpenError
 
 log = logging.getLogger("dku_ray.tunnel")
@@ -47,30 +47,6 @@ class ClusterRef:
     name: str = "ray"
     namespace: str | None = None
     context: str | None = None
-
-
-@dataclass(frozen=True)
-class TunnelStats:
-    """A snapshot of the tunnel, for progress reports; never holds the token."""
-
-    url: str
-    state: str  # "open", "waiting for the head pod", "cluster gone", "closed"
-    uptime_s: float
-    connections: int
-    active: int
-    failed: int
-    reconnections: int
-    head_pod: str | None
-    head_pod_changes: int
-    bytes_up: int
-    bytes_down: int
-    spare_hits: int
-
-    def summary(self) -> str:
-        return (f"{self.url} {self.state}, up {format_duration(self.uptime_s)}, {self.connections} connection(s) "
-                f"({self.active} open, {self.failed} failed), {self.reconnections} reconnection(s), "
-                f"{format_size(self.bytes_up)} sent / {format_size(self.bytes_down)} received, head pod {self.head_pod or '-'}"
-                + (f" ({self.head_pod_changes} change(s))" if self.head_pod_changes else ""))
 
 
 class TunnelURL(str):
@@ -117,6 +93,7 @@ class Tunnel:
         self._lock = threading.Lock()
         self._head_lock = threading.Lock()
         self._head: HeadPod | None = None
+        self._last_head: HeadPod | None = None  # the last head seen, to count replacements
         self._head_checked = 0.0
         self._gone: ClusterNotFoundError | None = None
         self._token: str | None = None
@@ -147,8 +124,8 @@ class Tunnel:
     @property
     def url(self) -> str:
         host = self.address
-        if not is_loopback(host):  # a wildcard or external address: this machine still reaches it locally
-            host = "127.0.0.1" if ":" not in host else "::1"
+        if host in ("", "0.0.0.0", "::"):  # a wildcard: this machine reaches it on loopback
+            host = "127.0.0.1" if host != "::" else "::1"
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
@@ -170,7 +147,7 @@ class Tunnel:
         self.auth = self._finder.auth(raycluster)
         family, sockaddr = resolve_bind(self.address, self.port)
         check_exposure(self.address, self.allow_remote, self.auth, f"{self.namespace}/{self.name}")
-        self._listener = self._bind(family, sockaddr)
+        self._listener = listen(family, sockaddr, self.address, self.port)
         self.port = int(self._listener.getsockname()[1])
         self.exposure = exposure_statement(self.address, self.port, self.auth)
         self._wake = socket.socketpair()
@@ -235,7 +212,8 @@ class Tunnel:
             sock.close()
         if self._owns_kube:
             self.kube.api_client.close()
-        log.info("Ray dashboard tunnel %s closed", self.url)
+        if self._started:
+            log.info("Ray dashboard tunnel %s closed", self.url)
 
     def __enter__(self) -> "Tunnel":
         return self if self._listener is not None else self.start()
@@ -247,27 +225,6 @@ class Tunnel:
         return f"Tunnel({self.namespace}/{self.name} at {self.url})"
 
     # -- listening ---------------------------------------------------------------------------------------
-    def _bind(self, family: int, sockaddr: tuple[Any, ...]) -> socket.socket:
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not REUSEPORT: a taken port must fail
-        try:
-            listener.bind(sockaddr)
-            listener.listen(64)
-        except OSError as exc:
-            listener.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUseError(
-                    f"Port {self.port} on {self.address} is already in use (another dashboard tunnel, another "
-                    "user's macro, or another program). Choose another local port, or 0 to get a free one.") from None
-            if exc.errno == errno.EACCES:
-                raise TunnelError(f"Not allowed to listen on port {self.port}: ports below 1024 need privileges. "
-                                  "Choose a port above 1024, or 0 for a free one.") from None
-            if exc.errno == errno.EADDRNOTAVAIL:
-                raise TunnelError(f"{self.address} is not an address of this machine. Use 127.0.0.1, or one of "
-                                  "this machine's addresses.") from None
-            raise TunnelError(f"Cannot listen on {self.address}:{self.port}: {exc}") from None
-        return listener
-
     def _accept_loop(self) -> None:
         import select
 
@@ -381,14 +338,16 @@ class Tunnel:
                     log.warning("Ray dashboard tunnel %s: the RayCluster exists again", self.url)
                 self._gone = None
             self._head_checked = time.monotonic()
-            old, self._head = self._head, head
+            old, last, self._head = self._head, self._last_head, head
+            self._last_head = head or last
         if old is not None and (head is None or head.uid != old.uid):
-            with self._lock:
-                self._count["head_changes"] += 1 if head is not None else 0
             self._pool.drop_all()
             log.warning("Ray dashboard tunnel %s: head pod %s is gone%s", self.url, old.name,
-                        f"; now forwarding to {head.name}" if head else "; waiting for a new one")
-        elif old is None and head is not None and self._head_checked and self._started:
+                        "" if head else "; waiting for a new one")
+        if head is not None and (last is None or head.uid != last.uid):
+            if last is not None:
+                with self._lock:
+                    self._count["head_changes"] += 1
             log.info("Ray dashboard tunnel %s: forwarding to head pod %s", self.url, head.name)
         return head
 
@@ -420,15 +379,17 @@ def tunnel(cluster: Any, name: str | None = None, namespace: str | None = None, 
         opened.close()
 
 
-def format_size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} B"
+def cluster_endpoint(cluster: Any) -> "ContextManager[Any] | None":
+    """A resolver for `dku_ray.endpoint.register_cluster_resolver`: for a ClusterRef, a context
+    manager that opens a tunnel and yields a `RayEndpoint` (URL + token headers); else None."""
+    if not isinstance(cluster, ClusterRef):
+        return None
+    return _endpoint(cluster)
 
 
-def format_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+@contextmanager
+def _endpoint(cluster: ClusterRef) -> Iterator[Any]:
+    from .endpoint import RayEndpoint
+
+    with tunnel(cluster) as url:
+        yield RayEndpoint(str(url), url.headers)

@@ -6,11 +6,12 @@ explicit opt-in, and a cluster that checks a token (KubeRay `authOptions.mode: t
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from typing import Any
 
-from .errors import ExposureRefusedError, TunnelError
+from .errors import ExposureRefusedError, PortInUseError, TunnelError
 from .tunnel_pod import ClusterAuth
 
 CVE = "CVE-2023-48022"
@@ -82,3 +83,26 @@ def exposure_statement(address: str, port: int, auth: ClusterAuth) -> str:
                 f"cannot (use `ssh -L {port}:127.0.0.1:{port} <this host>` to open it from yours). {guard}")
     return (f"EXPOSED: listening on {address or '*'}:{port}: anyone who can reach this machine on port {port} "
             f"reaches the Ray dashboard and Jobs API. {guard}")
+
+
+def listen(family: int, sockaddr: tuple[Any, ...], address: str, port: int) -> socket.socket:
+    """A listening socket; a taken port is a PortInUseError that says what to do."""
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not SO_REUSEPORT: a taken port must fail
+    try:
+        listener.bind(sockaddr)
+        listener.listen(64)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"Port {port} on {address} is already in use (another dashboard tunnel, another user's macro, "
+                "or another program). Choose another local port, or 0 to get a free one.") from None
+        if exc.errno == errno.EACCES:
+            raise TunnelError(f"Not allowed to listen on port {port}: ports below 1024 need privileges. Choose a "
+                              "port above 1024, or 0 for a free one.") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise TunnelError(f"{address} is not an address of this machine. Use 127.0.0.1, or one of this "
+                              "machine's addresses.") from None
+        raise TunnelError(f"Cannot listen on {address}:{port}: {exc}") from None
+    return listener

@@ -21,11 +21,16 @@ log = logging.getLogger("dku_ray.tunnel")
 
 
 class SparePool:
-    """Keeps up to `size` open streams to the current head pod, refilled by one thread."""
+    """Keeps `size` open streams to the current head pod (more while connections come in bursts:
+    each miss raises the target, up to `4 * size`, and it decays by one a second), refilled by
+    `fillers` threads."""
 
     def __init__(self, size: int, open_stream: Callable[[HeadPod], PodStream], current_head: Callable[[], HeadPod | None],
-                 stopping: threading.Event, max_age: float = 20.0) -> None:
+                 stopping: threading.Event, max_age: float = 20.0, fillers: int = 2) -> None:
         self.size = size
+        self.target = size
+        self.fillers = fillers
+        self._opening = 0
         self.max_age = max_age
         self.refill_delay = 0.05
         self._behind = False  # a connection found no spare: refill at once
@@ -36,14 +41,15 @@ class SparePool:
         self._spares: list[PodStream] = []
         self._lock = threading.Lock()
         self._wanted = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.hits = 0
         self.misses = 0
 
     def start(self) -> None:
-        if self.size > 0:
-            self._thread = threading.Thread(target=self._fill, name="dku-ray-tunnel-spares", daemon=True)
-            self._thread.start()
+        for number in range(self.fillers if self.size > 0 else 0):
+            thread = threading.Thread(target=self._fill, name=f"dku-ray-tunnel-spares-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def take(self, head: HeadPod) -> PodStream | None:
         """A ready stream to `head`, or None (then the caller opens one itself)."""
@@ -60,6 +66,7 @@ class SparePool:
             if found is None:
                 self.misses += 1
                 self._behind = True
+                self.target = min(self.target + 1, 4 * self.size)
             else:
                 self.hits += 1
                 self._failures = 0  # a live spare: the path works
@@ -76,14 +83,17 @@ class SparePool:
 
     def join(self, timeout: float) -> None:
         self._wanted.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
         self.drop_all()
 
     def _fill(self) -> None:
         while not self._stopping.is_set():
             delay = min(0.5 * 2 ** self._failures, 10.0) if self._failures else 0.0
-            self._wanted.wait(timeout=max(delay, 1.0))
+            if not self._wanted.wait(timeout=max(delay, 1.0)):
+                with self._lock:  # a quiet second: shrink back towards the base size
+                    self.target = max(self.size, self.target - 1)
             self._wanted.clear()
             # Let the connection that just took a spare make its first round trip before competing
             # with it for the CPU (a handshake costs milliseconds of CPU on both ends).
@@ -94,13 +104,20 @@ class SparePool:
             if self._prune(head):  # spares died young (e.g. the port does not listen yet): back off
                 self._failures += 1
                 continue
-            while head is not None and len(self._spares) < self.size and not self._stopping.is_set():
+            while head is not None and not self._stopping.is_set():
+                with self._lock:
+                    if len(self._spares) + self._opening >= self.target:
+                        break
+                    self._opening += 1
                 try:
                     stream = self._open(head)
                 except StreamOpenError as exc:
                     self._failures += 1
                     log.debug("Could not open a spare stream: %s", exc)
                     break
+                finally:
+                    with self._lock:
+                        self._opening -= 1
                 with self._lock:
                     self._spares.append(stream)
         self.drop_all()

@@ -27,6 +27,7 @@ log = logging.getLogger("dku_ray.tunnel")
 CHUNK = 256 * 1024
 MAX_PENDING = 1 << 20  # bytes waiting for the client before we stop reading the pod side
 REPLAY_LIMIT = 1 << 20
+FIRST_ANSWER_WAIT = 60.0  # after the client's EOF, how long to wait for a first answer
 
 
 class GiveUp(Exception):
@@ -153,7 +154,8 @@ class Relay:
             if moved:
                 last_activity = now
                 continue
-            if local_eof and not stream.wants_write and not stream.pending and now - last_activity > self.linger:
+            quiet_for = self.linger if stream.received else FIRST_ANSWER_WAIT
+            if local_eof and not stream.wants_write and not stream.pending and now - last_activity > quiet_for:
                 return  # the client is done sending and the pod side has gone quiet
             self._wait(poller, stream, local_eof, min(1.0, self.linger) if local_eof else 1.0)
 
