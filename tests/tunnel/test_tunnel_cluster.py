@@ -118,6 +118,7 @@ def test_head_pod_replaced_while_the_tunnel_is_open(secure, ray_head, caplog):
         stats = url.tunnel.stats()
         assert stats.head_pod_changes >= 1 and stats.state == "open"
         assert f"head pod {old['name']} is gone" in caplog.text
+        assert f"forwarding to head pod {new['name']}" in caplog.text
 
 
 def test_a_request_waits_for_a_head_that_does_not_listen_yet(clusters, tunnel_namespace, control_plane):
@@ -172,14 +173,16 @@ def test_two_tunnels_to_two_clusters_and_a_taken_port(secure, ray_head, open_clu
 def test_closing_frees_the_port_ends_connections_and_threads(open_cluster):
     tun = open_tunnel(open_cluster.ref)
     port = tun.port
-    idle = socket.create_connection(("127.0.0.1", port))  # a keep-alive connection left open
-    idle.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert b"open-cluster" in idle.recv(4096)
-    downloading = socket.create_connection(("127.0.0.1", port))  # and one that is mid-download
-    downloading.sendall(b"GET /blob/200000000 HTTP/1.1\r\nHost: x\r\n\r\n")
-    downloading.recv(65536)
-    began = time.monotonic()
-    tun.close()
+    try:
+        idle = socket.create_connection(("127.0.0.1", port), timeout=30)  # a keep-alive connection left open
+        idle.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert recv_until(idle, b"open-cluster")
+        downloading = socket.create_connection(("127.0.0.1", port), timeout=30)  # and one mid-download
+        downloading.sendall(b"GET /blob/200000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert recv_until(downloading, b"\r\n\r\n")
+    finally:
+        began = time.monotonic()
+        tun.close()
     assert time.monotonic() - began < 10
     idle.settimeout(5)
     assert idle.recv(4096) == b""  # closed by the tunnel
@@ -188,6 +191,15 @@ def test_closing_frees_the_port_ends_connections_and_threads(open_cluster):
     assert port_is_free(port)
     assert not tunnel_threads(), tunnel_threads()
     assert tun.stats().state == "closed"
+
+
+def recv_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before {marker!r}: {data[:200]!r}"
+        data += chunk
+    return data
 
 
 def test_a_deleted_raycluster_is_reported(clusters, tunnel_namespace, control_plane):
@@ -224,4 +236,17 @@ def test_command_line_prints_the_url_and_stops_on_ctrl_c(secure, ray_head, clust
             proc.wait()
     assert proc.returncode == 0, err
     assert "only" in err and "kubectl -n" in err and cluster_token not in err
+    assert port_is_free(port)
+
+
+def test_submit_can_resolve_a_cluster_ref_to_a_tunnelled_endpoint(secure, ray_head, cluster_token):
+    endpoint_module = pytest.importorskip("dku_ray.endpoint")
+    from dku_ray.tunnel import cluster_endpoint
+
+    assert cluster_endpoint("http://127.0.0.1:8265") is None  # not ours: other resolvers decide
+    with cluster_endpoint(secure.ref) as endpoint:
+        assert isinstance(endpoint, endpoint_module.RayEndpoint)
+        assert endpoint.headers == {"Authorization": f"Bearer {cluster_token}"} and cluster_token not in repr(endpoint)
+        assert get_json(endpoint.url, "/api/version", endpoint.headers)["ray_version"] == "2.60.0"
+        port = int(endpoint.url.rsplit(":", 1)[1])
     assert port_is_free(port)
