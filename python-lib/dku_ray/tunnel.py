@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import sys
 import threading
+import types
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -393,3 +395,15 @@ def _endpoint(cluster: ClusterRef) -> Iterator[Any]:
 
     with tunnel(cluster) as url:
         yield RayEndpoint(str(url), url.headers)
+
+
+class _CallableModule(types.ModuleType):
+    """`dku_ray.tunnel` names both this module and the `tunnel()` function (a lazy export of the
+    package). Importing the module sets the package attribute to the module, which would hide the
+    function depending on import order; so calling the module calls the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return tunnel(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

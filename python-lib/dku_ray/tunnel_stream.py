@@ -7,8 +7,9 @@ itself because:
 
 * it swaps `api_client.call_api` while it opens the socket, which is not thread safe: a tunnel
   opens many streams at once while other threads use the same client;
-* its proxy thread adds a socket pair hop and re-slices its whole send buffer after each send;
-* it has no connect timeout, so a dead API server would hang a stream (and `close()`) for minutes.
+* it has no connect timeout, so a dead API server would hang a stream (and `close()`) for minutes;
+* it costs a socket pair hop and two more threads per connection (benchmarks/README.md: its
+  throughput is close to ours, its new-connection latency is not).
 
 After the handshake we own the socket and speak the (small) websocket framing ourselves,
 non-blocking, from the one thread that relays the connection: an `SSLSocket` must not be

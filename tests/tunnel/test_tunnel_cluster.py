@@ -42,7 +42,10 @@ def port_is_free(port: int) -> bool:
 
 
 def test_dashboard_api_through_the_tunnel_with_the_clusters_token(secure, ray_head, cluster_token):
-    with tunnel(secure.ref) as url:
+    import dku_ray
+
+    # The documented spelling, although this file imported the module dku_ray.tunnel (same name) first.
+    with dku_ray.tunnel(secure.ref) as url:
         assert url.startswith("http://127.0.0.1:") and url.auth_token == cluster_token
         assert url.headers == {"Authorization": f"Bearer {cluster_token}"}
         assert cluster_token not in repr(url) + repr(url.tunnel) + url.tunnel.exposure + url.tunnel.stats().summary()
