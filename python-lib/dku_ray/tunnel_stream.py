@@ -8,8 +8,9 @@ itself because:
 * it swaps `api_client.call_api` while it opens the socket, which is not thread safe: a tunnel
   opens many streams at once while other threads use the same client;
 * it has no connect timeout, so a dead API server would hang a stream (and `close()`) for minutes;
-* it costs a socket pair hop and two more threads per connection (benchmarks/README.md: its
-  throughput is close to ours, its new-connection latency is not).
+* it adds a socket pair hop and a proxy thread per connection. Measured, that costs little
+  (benchmarks/README.md: its throughput and per-connection cost are close to ours); the two
+  points above are the reasons.
 
 After the handshake we own the socket and speak the (small) websocket framing ourselves,
 non-blocking, from the one thread that relays the connection: an `SSLSocket` must not be
