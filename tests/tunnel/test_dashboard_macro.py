@@ -3,6 +3,8 @@ DSS stand-in holding a cluster whose kubeconfig is the control plane's)."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 
@@ -64,6 +66,26 @@ def test_macro_serves_for_its_duration_reports_and_frees_the_port(dataiku_shim, 
     assert cluster_token not in logged + html
     with pytest.raises(OSError):
         get_json(url, "/api/version", timeout=2)  # nothing listens any more
+    assert not tunnel_threads()
+
+
+def test_aborting_the_macro_closes_the_tunnel(dataiku_shim, dss_standin, open_cluster):
+    """DSS may abort a running macro with SIGTERM: the tunnel closes cleanly and nothing listens."""
+    dss_standin.add_cluster("eks1", kube_config_path=str(open_cluster.kubeconfig))
+    port = free_port()
+    before = signal.getsignal(signal.SIGTERM)
+    abort = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGTERM))
+    abort.start()
+    try:
+        html, progress = run_macro(MACRO, {"k8s_cluster_name": "eks1", "ray_cluster_name": open_cluster.name,
+                                           "namespace": open_cluster.namespace, "local_port": port})
+    finally:
+        abort.cancel()
+    assert "stopped on request" in html and f"http://127.0.0.1:{port}" in html
+    assert progress and max(progress) >= 2
+    assert signal.getsignal(signal.SIGTERM) is before  # the macro's handler is gone again
+    with pytest.raises(OSError):
+        get_json(f"http://127.0.0.1:{port}", "/whoami", timeout=2)
     assert not tunnel_threads()
 
 
