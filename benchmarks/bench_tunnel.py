@@ -195,7 +195,7 @@ def start_forwarders(kubectl: str, kubeconfig: str, namespace: str, pod: str, cl
 def serve(mode: str, kubeconfig: str, namespace: str, cluster: str, pod: str, port: int) -> None:
     """Child process: a forwarder variant that the product CLI does not offer; runs until stdin closes."""
     if mode == "tunnel_no_spares":
-        from dku_ray.tunnel import ClusterRef, open_tunnel
+        from dku_ray.dashboard_tunnel import ClusterRef, open_tunnel
 
         forwarder = open_tunnel(ClusterRef(kubeconfig, cluster, namespace), port=port, spares=0)
         sys.stdin.read()

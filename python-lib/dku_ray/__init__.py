@@ -19,7 +19,9 @@ _EXPORTS = {
     "ClusterSpec": "cluster_spec", "parse_values": "cluster_values",
     "OperatorSettings": "operator", "ManifestSource": "operator_manifests",
     "ClusterReport": "cluster_status", "KubeTarget": "kube_client",
-    "tunnel": "tunnel", "open_tunnel": "tunnel", "Tunnel": "tunnel", "ClusterRef": "tunnel",
+    "tunnel": "dashboard_tunnel", "open_tunnel": "dashboard_tunnel", "Tunnel": "dashboard_tunnel",
+    "ClusterRef": "dashboard_tunnel", "TunnelURL": "dashboard_tunnel", "TunnelStats": "tunnel_stats",
+    "DSSClusterRef": "cluster_endpoint",
     "submit": "submit", "RayEndpoint": "endpoint",
     "DkuRayError": "errors", "SpecError": "errors", "PreflightError": "errors", "JobError": "errors",
 }

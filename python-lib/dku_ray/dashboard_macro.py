@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from .errors import Problem, SpecError
-from .tunnel import ClusterRef, Tunnel, open_tunnel
+from .dashboard_tunnel import ClusterRef, Tunnel, open_tunnel
 from .tunnel_exposure import is_loopback
 from .tunnel_stats import TunnelStats, format_duration, format_size
 

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .tunnel import Tunnel, open_tunnel
+from .dashboard_tunnel import Tunnel, open_tunnel
 
 
 def run_dashboard(client: Any, name: str, args: argparse.Namespace, out: TextIO | None = None,

@@ -13,7 +13,7 @@ from dku_ray import kube_rest as kr
 from dku_ray.cluster_values import parse_values
 from dku_ray.lifecycle import RayClusterClient
 from dku_ray.operator import OperatorSettings
-from dku_ray.tunnel import ClusterRef
+from dku_ray.dashboard_tunnel import ClusterRef
 
 T = TypeVar("T")
 HEAD = {"ray.io/node-type": "head"}

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from dku_ray.tunnel import tunnel
+from dku_ray.dashboard_tunnel import tunnel
 
 from .support import wait_for
 

@@ -23,7 +23,7 @@ import pytest
 
 from dku_ray import kube_rest as kr
 from dku_ray.errors import ClusterNotFoundError, ExposureRefusedError, PortInUseError
-from dku_ray.tunnel import ClusterRef, Tunnel, open_tunnel, tunnel
+from dku_ray.dashboard_tunnel import ClusterRef, Tunnel, open_tunnel, tunnel
 from testenv.local_ray import free_port
 
 from .support import LocalHTTP, blob, get_json, start_cluster, tunnel_threads, wait_for
@@ -44,7 +44,6 @@ def port_is_free(port: int) -> bool:
 def test_dashboard_api_through_the_tunnel_with_the_clusters_token(secure, ray_head, cluster_token):
     import dku_ray
 
-    # The documented spelling, although this file imported the module dku_ray.tunnel (same name) first.
     with dku_ray.tunnel(secure.ref) as url:
         assert url.startswith("http://127.0.0.1:") and url.auth_token == cluster_token
         assert url.headers == {"Authorization": f"Bearer {cluster_token}"}
@@ -243,12 +242,12 @@ def test_command_line_prints_the_url_and_stops_on_ctrl_c(secure, ray_head, clust
 
 
 def test_submit_can_resolve_a_cluster_ref_to_a_tunnelled_endpoint(secure, ray_head, cluster_token):
-    endpoint_module = pytest.importorskip("dku_ray.endpoint")
-    from dku_ray.tunnel import cluster_endpoint
+    from dku_ray.cluster_endpoint import as_cluster_ref, cluster_endpoint
+    from dku_ray.endpoint import RayEndpoint
 
-    assert cluster_endpoint("http://127.0.0.1:8265") is None  # not ours: other resolvers decide
-    with cluster_endpoint(secure.ref) as endpoint:
-        assert isinstance(endpoint, endpoint_module.RayEndpoint)
+    assert as_cluster_ref("http://127.0.0.1:8265") is None  # a URL is used as is
+    with cluster_endpoint(secure.ref) as endpoint:  # pod IPs are not routable here: a tunnel
+        assert isinstance(endpoint, RayEndpoint)
         assert endpoint.headers == {"Authorization": f"Bearer {cluster_token}"} and cluster_token not in repr(endpoint)
         assert get_json(endpoint.url, "/api/version", endpoint.headers)["ray_version"] == "2.60.0"
         port = int(endpoint.url.rsplit(":", 1)[1])

@@ -19,13 +19,11 @@ from __future__ import annotations
 import logging
 import random
 import socket
-import sys
 import threading
-import types
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ContextManager, Iterator
+from typing import Any, Iterator
 
 from .constants import PORT_DASHBOARD
 from .errors import ClusterNotFoundError, DkuRayError, KubernetesError
@@ -379,31 +377,3 @@ def tunnel(cluster: Any, name: str | None = None, namespace: str | None = None, 
         yield TunnelURL(opened.url, opened)
     finally:
         opened.close()
-
-
-def cluster_endpoint(cluster: Any) -> "ContextManager[Any] | None":
-    """A resolver for `dku_ray.endpoint.register_cluster_resolver`: for a ClusterRef, a context
-    manager that opens a tunnel and yields a `RayEndpoint` (URL + token headers); else None."""
-    if not isinstance(cluster, ClusterRef):
-        return None
-    return _endpoint(cluster)
-
-
-@contextmanager
-def _endpoint(cluster: ClusterRef) -> Iterator[Any]:
-    from .endpoint import RayEndpoint
-
-    with tunnel(cluster) as url:
-        yield RayEndpoint(str(url), url.headers)
-
-
-class _CallableModule(types.ModuleType):
-    """`dku_ray.tunnel` names both this module and the `tunnel()` function (a lazy export of the
-    package). Importing the module sets the package attribute to the module, which would hide the
-    function depending on import order; so calling the module calls the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return tunnel(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
