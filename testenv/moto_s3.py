@@ -275,8 +275,11 @@ def classification_table(n_rows: int, n_features: int = 20, seed: int = 42, *, n
 def write_parquet_parts(table: "pa.Table", filesystem: "pafs.FileSystem", path: str, n_files: int = 4,
                         row_group_size: int = 128_000) -> list[str]:
     """Write `table` as `n_files` parquet objects under `path` (bucket/prefix); returns their paths."""
+    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        filesystem.create_dir(path, recursive=True)
     per = -(-table.num_rows // n_files)
     paths = []
     for i in range(n_files):

@@ -33,6 +33,7 @@ class JobFailure(RuntimeError):
     """A failure whose message is already written for people."""
 
 
+HARD_EXIT = [False]
 _STOP_REASON = ["the job was stopped (Ray stop_job, a timeout or Ctrl-C in the notebook)"]
 
 
@@ -79,6 +80,8 @@ class StartWatchdog(threading.Thread):
 
 def _message(exc: BaseException) -> str:
     """The most useful line for people, digging into Ray Train's wrapped worker errors."""
+    if isinstance(exc, SystemExit):  # Ray's own SIGTERM handler, if it ran before ours was back
+        return _STOP_REASON[0]
     known = (JobFailure, PlanError, StorageFailure, ConfigError, JobStopped)
     seen: list[BaseException] = [exc]
     for failure in (getattr(exc, "worker_failures", None) or {}).values():
@@ -131,6 +134,29 @@ def _sweep_secret_copies() -> None:
     ray.wait(refs, num_returns=len(refs), timeout=30)
 
 
+def _fit_interruptibly(trainer: Any) -> Any:
+    """trainer.fit() in a helper thread, while this (main) thread stays ready for SIGTERM.
+
+    Python signal handlers run only in the main thread between bytecodes; inside fit()'s blocking
+    ray.get they would wait until Ray kills the job with SIGKILL, too late to write the markers.
+    """
+    box: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=fit, name="dku-ray-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
 def _read_checkpoint(fs: Any, store: Any, path: str) -> tuple[bytes, dict[str, Any]]:
     model = read_bytes(fs, store, f"{path}/{MODEL_FILE}")
     meta = json.loads(read_bytes(fs, store, f"{path}/{HISTORY_FILE}"))
@@ -161,6 +187,7 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
         timings["plan_s"] = round(time.perf_counter() - t0, 3)
         events.emit("plan", **plan.summary(), plan_s=timings["plan_s"])
         ray.init(log_to_driver=True, logging_level="WARNING")
+        signal.signal(signal.SIGTERM, _on_sigterm)  # ray.init replaced it with a bare sys.exit
         parent, _, name = cfg.run_dir.path.rstrip("/").rpartition("/")
         resume = (cfg.resume_from.store, cfg.resume_from.path) if cfg.resume_from else None
         trainer = XGBoostTrainer(
@@ -178,7 +205,7 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
         watchdog.start()
         t1 = time.perf_counter()
         try:
-            result = trainer.fit()
+            result = _fit_interruptibly(trainer)
         finally:
             watchdog.done.set()
         timings["fit_s"] = round(time.perf_counter() - t1, 3)
@@ -213,6 +240,8 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
                     rounds=outcome["rounds"], metrics=card["metrics"], timings=timings, plot=bool(png))
         return 0
     except BaseException as exc:  # noqa: BLE001 - every way out must leave a marker
+        if isinstance(exc, (JobStopped, SystemExit)):
+            HARD_EXIT[0] = True  # the fit thread may still block in ray.get: skip Ray's atexit shutdown
         message = _message(exc)
         if not isinstance(exc, (JobStopped, JobFailure, PlanError, StorageFailure, ConfigError)):
             traceback.print_exc()
@@ -224,9 +253,9 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
             except (StorageFailure, OSError, ValueError):
                 pass
         marked = writer.fail(message, checkpoint=latest,
-                             reason="stopped" if isinstance(exc, JobStopped) else "error")
+                             reason="stopped" if isinstance(exc, (JobStopped, SystemExit)) else "error")
         events.emit("failed", message=message, checkpoint=latest, marked=marked,
-                    reason="stopped" if isinstance(exc, JobStopped) else "error")
+                    reason="stopped" if isinstance(exc, (JobStopped, SystemExit)) else "error")
         return 1
     finally:
         try:
