@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from dku_ray.constants import LABEL_CLUSTER, LABEL_MANAGED_BY
 from dku_ray.errors import ClusterNotReadyError, DkuRayError, OperatorError, SpecError
 from dku_ray.lifecycle import RayClusterClient
 from dku_ray.operator_manifests import ManifestSource
+from testenv.controlplane import ControlPlane
 from testenv.versions import kuberay_module_dir
 
 SMALL = {"ray_head_ram": 2, "ray_worker_ram": 1, "ray_num_workers": 2}
@@ -33,27 +35,32 @@ def local_source() -> ManifestSource:
     return ManifestSource(str(kuberay_module_dir() / "config"))
 
 
-@pytest.fixture
-def no_operator(control_plane, clusters) -> Iterator[None]:
-    """Start from a Kubernetes cluster with no KubeRay operator; put the session's CRDs back afterwards."""
-    control_plane.uninstall_third_party_operator()
-    op.remove(clusters.kube, lambda m: None)
-    assert op.detect(clusters.kube).running is None
-    yield
-    control_plane.install_kuberay_crds()
-
-
 @pytest.fixture(scope="module")
-def foreign_operator(control_plane) -> Iterator[str]:
-    """An operator installed by someone else (Helm-style labels, not ours), in its own namespace.
+def bare_plane() -> Iterator[ControlPlane]:
+    """A control plane of its own, with no operator and no CRDs: installing and removing our
+    operator (and its CRDs) must not disturb the session's shared control plane."""
+    with ControlPlane(verbose=False) as plane:
+        yield plane
 
-    Module-scoped (reinstalling waits for a namespace to terminate): tests that need no
-    operator at all come first in this file.
-    """
-    op.remove(RayClusterClient.from_kubeconfig(str(control_plane.kubeconfig)).kube, lambda m: None)
-    namespace = control_plane.install_operator_as_third_party("ray-operators")
-    yield namespace
-    control_plane.uninstall_third_party_operator()
+
+@pytest.fixture
+def bare(bare_plane: ControlPlane) -> Iterator[tuple[RayClusterClient, str]]:
+    """(client, fresh namespace) on the bare control plane."""
+    client = RayClusterClient.from_kubeconfig(str(bare_plane.kubeconfig))
+    client.poll_seconds = 0.3
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    client.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    deadline = time.monotonic() + 30
+    while client.kube.get(kr.SERVICE_ACCOUNT, "default", namespace) is None:  # pods need it
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    yield client, namespace
+
+
+@pytest.fixture
+def foreign_operator(third_party_operator: str) -> str:
+    """The session's operator, installed by someone else (Helm-style labels, not ours)."""
+    return third_party_operator
 
 
 def spec_for(namespace: str, **params):
@@ -64,7 +71,9 @@ def ray_pods(clusters: RayClusterClient, namespace: str, name: str) -> list[dict
     return clusters.kube.list(kr.POD, namespace, label_selector=f"{LABEL_CLUSTER}={name}")
 
 
-def test_full_lifecycle_installing_our_operator(clusters, namespace, no_operator, local_source):
+def test_full_lifecycle_installing_our_operator(bare, local_source):
+    clusters, namespace = bare
+    assert op.detect(clusters.kube).running is None
     settings = op.OperatorSettings(source=local_source, version="v1.6.2", namespace="dku-ray-operator")
     progress: list[tuple[str, float]] = []
     result = clusters.start(spec_for(namespace), settings, timeout=180, progress=lambda m, f: progress.append((m, f)))
@@ -100,7 +109,8 @@ def test_full_lifecycle_installing_our_operator(clusters, namespace, no_operator
     assert twice.already_gone and twice.removed == ()
 
 
-def test_refuses_to_install_when_not_allowed(clusters, namespace, no_operator, local_source):
+def test_refuses_to_install_when_not_allowed(bare, local_source):
+    clusters, namespace = bare
     with pytest.raises(OperatorError, match="Allow dku_ray to install one"):
         clusters.start(spec_for(namespace), op.OperatorSettings(install=False, source=local_source))
     assert op.detect(clusters.kube).deployments == ()  # nothing was installed
@@ -127,7 +137,7 @@ def test_two_clusters_and_an_operator_installed_by_someone_else(clusters, namesp
 def test_pending_reason_when_a_pod_cannot_fit(clusters, namespace, foreign_operator):
     spec = spec_for(namespace, ray_cluster_name="huge", ray_worker_cpu=64, ray_num_workers=1)
     with pytest.raises(ClusterNotReadyError) as info:
-        clusters.start(spec, op.OperatorSettings(install=False), timeout=20)
+        clusters.start(spec, op.OperatorSettings(install=False), timeout=8)
     text = str(info.value)
     assert "Insufficient cpu" in text and "fewer CPUs" in text and "huge-workergroup-worker" in text
     report = clusters.inspect("huge", namespace)
@@ -191,6 +201,6 @@ def test_quota_exceeded_is_reported(clusters, namespace, foreign_operator):
         time.sleep(0.2)  # admission enforces a quota once the controller has computed its usage
     spec = spec_for(namespace, ray_cluster_name="quota", ray_num_workers=3)  # head 1 + 3 workers x 1 CPU > 2
     with pytest.raises(ClusterNotReadyError) as info:
-        clusters.start(spec, op.OperatorSettings(install=False), timeout=20)
+        clusters.start(spec, op.OperatorSettings(install=False), timeout=8)
     assert "exceeded quota" in str(info.value) and "ResourceQuota" in str(info.value)
     clusters.stop("quota", namespace)
