@@ -36,6 +36,8 @@ JOB_ENV_VARS = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",  # V2 report() waits for this poll; 2 s by default
     "RAY_TRAIN_V2_ENABLED": "1",  # the API the job is written for, whatever the cluster's default
     "RAY_DEDUP_LOGS": "0",  # dedup merges progress lines that differ only by numbers
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # else every worker print reaches the job log twice
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",  # one process less to start; no retries to drive (max_failures=0)
     "RAY_JOB_STOP_WAIT_TIME_S": "30",  # time for the job to write its failure marker on stop
     "AWS_EC2_METADATA_DISABLED": "true",  # never ask EC2 metadata for credentials or region
     "PYTHONUNBUFFERED": "1",

@@ -98,6 +98,10 @@ class TrainingJob:
     def status(self) -> str:
         return self.jobs.status(self.job_id)
 
+    def close(self) -> None:
+        """Release the cluster connection (e.g. the dashboard tunnel) without stopping the job."""
+        self._resources.close()
+
     def logs(self) -> str:
         return self.jobs.logs(self.job_id)
 
@@ -146,6 +150,11 @@ class TrainingJob:
             message = f"Job {self.job_id} did not finish within {limit:.0f} s; it was stopped."
             status = self._abort(message)
             raise TrainingFailed(message, self.job_id, status, self._collect(status, message)) from None
+        except Exception as exc:  # noqa: BLE001 - an unexpected client error: do not leave the job running
+            progress.close()
+            with contextlib.suppress(Exception):
+                self._abort(f"the client failed while following the job ({type(exc).__name__}); it was stopped")
+            raise
         finally:
             progress.close()
         try:
@@ -199,7 +208,8 @@ class TrainingJob:
         timings = dict(self.timings)
         timings.update({k: v for k, v in job_timings.items()})
         if "read_s" in job_timings:
-            timings["data_load_s"] = round(sum(job_timings.get(k, 0.0) for k in ("read_s", "encode_s", "dmatrix_s")), 3)
+            timings["data_load_s"] = round(sum(job_timings.get(k, 0.0)
+                                               for k in ("connect_s", "read_s", "encode_s", "dmatrix_s")), 3)
         first_round = self.events.first_seen.get("round")
         if first_round:
             timings["to_first_round_s"] = round(first_round - self.t_start, 3)

@@ -32,6 +32,8 @@ class Part:
 
 @dataclass
 class LoadStats:
+    started: float  # epoch seconds, to line workers up in time
+    connect_s: float  # first request of this process to the storage (client set-up, connection)
     read_s: float
     encode_s: float
     rows: int
@@ -101,8 +103,14 @@ def load_worker_data(plan: Plan, rank: int, train_fs: pafs.FileSystem, train_whe
                      seed: int) -> tuple[Part, Part | None, LoadStats]:
     """This worker's training part and validation part (from the split or the separate dataset)."""
     columns = [plan.label, *plan.features]
-    t0 = time.perf_counter()
+    started = time.time()
     units = plan.train_shards[rank]
+    tc = time.perf_counter()
+    try:  # open the connection first, so that read_s measures the transfer, not the set-up
+        train_fs.get_file_info(units[0].path)
+    except OSError as exc:
+        raise StorageFailure(explain(exc, "Reading the training data", train_where)) from None
+    t0 = time.perf_counter()
     tables = read_units(train_fs, units, columns, train_where)
     valid_tables: list[pa.Table] = []
     if plan.valid_shards is not None and valid_fs is not None:
@@ -125,4 +133,4 @@ def load_worker_data(plan: Plan, rank: int, train_fs: pafs.FileSystem, train_whe
         valid_part = Part(to_frame(valid, plan), encode_label(valid.column(plan.label), plan))
     t2 = time.perf_counter()
     rows = len(train_part.y) + (len(valid_part.y) if valid_part is not None else 0)
-    return train_part, valid_part, LoadStats(round(t1 - t0, 3), round(t2 - t1, 3), rows, in_memory)
+    return train_part, valid_part, LoadStats(started, round(t0 - tc, 3), round(t1 - t0, 3), round(t2 - t1, 3), rows, in_memory)

@@ -22,7 +22,7 @@ from dku_ray_job.config import CONFIG_FILE, SECRETS_FILE, ConfigError, JobConfig
 from dku_ray_job.credentials import Redactor, SecretBox, install_redaction, remove_secrets_file, take_secrets
 from dku_ray_job.plan import PlanError, make_plan
 from dku_ray_job.storage import StorageFailure, exists, make_filesystem, read_bytes, uri
-from dku_ray_job.train_loop import FINAL_CHECKPOINT, HISTORY_FILE, train_loop_per_worker
+from dku_ray_job.train_loop import HISTORY_FILE, train_loop_per_worker
 
 
 class JobStopped(BaseException):
@@ -120,6 +120,24 @@ def _check_versions(cfg: JobConfig) -> None:
                          "same Ray version and Python minor version.")
 
 
+def _delete_own_package() -> bool:
+    """Delete this job's working_dir zip (it holds the credentials file) from the cluster's GCS.
+
+    Ray keeps an uploaded working_dir in GCS after the job ends (measured: still there long after
+    the job finished). Done at the very end, because workers that start later on other nodes
+    download it. Uses Ray's internal KV: there is no public API to delete a package.
+    """
+    import ray
+    from ray._private.ray_constants import KV_NAMESPACE_PACKAGE
+    from ray.experimental.internal_kv import _internal_kv_del
+
+    uri = (ray.get_runtime_context().runtime_env or {}).get("working_dir") or ""
+    if not uri.startswith("gcs://"):
+        return False
+    _internal_kv_del(uri, namespace=KV_NAMESPACE_PACKAGE)
+    return True
+
+
 def _sweep_secret_copies() -> None:
     """Delete the credentials file on every node that unpacked the working_dir (multi-node only)."""
     import ray
@@ -186,6 +204,7 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
         plan = make_plan(cfg, filesystems)
         timings["plan_s"] = round(time.perf_counter() - t0, 3)
         events.emit("plan", **plan.summary(), plan_s=timings["plan_s"])
+        events.emit("ray_init")
         ray.init(log_to_driver=True, logging_level="WARNING")
         signal.signal(signal.SIGTERM, _on_sigterm)  # ray.init replaced it with a bare sys.exit
         parent, _, name = cfg.run_dir.path.rstrip("/").rpartition("/")
@@ -201,6 +220,7 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
                                  checkpoint_config=CheckpointConfig(num_to_keep=max(2, cfg.keep_checkpoints)),
                                  failure_config=FailureConfig(max_failures=0)),
         )
+        events.emit("fit_started")
         watchdog = StartWatchdog(cfg.start_timeout_s, cfg.num_workers)
         watchdog.start()
         t1 = time.perf_counter()
@@ -259,10 +279,13 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
         return 1
     finally:
         try:
-            if ray.is_initialized():
-                _sweep_secret_copies()
-        except Exception:  # noqa: BLE001 - best effort
-            pass
+            if not ray.is_initialized():
+                ray.init(log_to_driver=False, logging_level="WARNING")
+            _sweep_secret_copies()
+            _delete_own_package()
+        except Exception as exc:  # noqa: BLE001 - best effort, but say so
+            events.emit("warning", message=f"could not remove the job's credentials package from the cluster: "
+                                           f"{type(exc).__name__}")
 
 
 def _write_partial(writer: RunWriter, history: list, cfg: JobConfig) -> None:

@@ -89,7 +89,8 @@ class RoundReporter(xgboost.callback.TrainingCallback):
         metrics = {f"{data}-{name}": float(values[-1]) for data, per in evals_log.items() for name, values in per.items()}
         self.history.append({"round": rounds, **metrics, "round_s": round(took, 4)})
         reason = self.guard.reason(self._round_s, self.checkpoint_s)
-        stop = _all_max([1.0 if reason else 0.0])[0] > 0
+        # same config on every rank, so either all ranks all-reduce here or none does
+        stop = self.guard.expiration is not None and _all_max([1.0 if reason else 0.0])[0] > 0
         if self.rank == 0 and (now - self._last_emit >= self.progress_interval_s or rounds >= self.total_rounds or stop):
             self._last_emit = now
             events.emit("round", rank=0, round=rounds, total=self.total_rounds, metrics=metrics)
@@ -166,11 +167,12 @@ def _early_stopping(params: dict[str, Any], rounds: int) -> xgboost.callback.Ear
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
 
+    events.emit("worker_started", rank=ray.train.get_context().get_world_rank())
     remove_secrets_file()  # this node unpacked the working_dir too
     secrets: SecretBox = config["secrets"]
     install_redaction(Redactor(secrets.values()))
-    cfg, plan = config["cfg"], config["plan"]
-    plan: Plan
+    cfg = config["cfg"]
+    plan: Plan = config["plan"]
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     filesystems = {name: make_filesystem(store, secrets.get(name)) for name, store in cfg.stores.items()}
@@ -192,10 +194,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         evals.append((xgboost.QuantileDMatrix(valid_part.x, label=valid_part.y, ref=dtrain, enable_categorical=True,
                                               max_bin=max_bin, nthread=nthread), "valid"))
     dmatrix_s = time.perf_counter() - t0
-    worst = _all_max([stats.read_s, stats.encode_s, dmatrix_s])
-    events.emit("data_loaded", rank=rank, rows=stats.rows, read_s=stats.read_s, encode_s=stats.encode_s,
+    worst = _all_max([stats.read_s, stats.encode_s, dmatrix_s, stats.connect_s])
+    events.emit("data_loaded", rank=rank, rows=stats.rows, read_started=round(stats.started, 3),
+                connect_s=stats.connect_s, read_s=stats.read_s, encode_s=stats.encode_s,
                 dmatrix_s=round(dmatrix_s, 3), bytes=stats.bytes_in_memory,
-                max_read_s=worst[0], max_encode_s=worst[1], max_dmatrix_s=worst[2])
+                max_read_s=worst[0], max_encode_s=worst[1], max_dmatrix_s=worst[2], max_connect_s=worst[3])
     start, history = _load_start_model(config, filesystems)
     done = start.num_boosted_rounds() if start is not None else 0
     if done > cfg.num_rounds:
@@ -219,7 +222,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         "rounds": booster.num_boosted_rounds(),
         "start_round": done,
         "best_iteration": booster.attr("best_iteration"),
-        "timings": {"read_s": worst[0], "encode_s": worst[1], "dmatrix_s": round(worst[2], 3),
+        "timings": {"connect_s": worst[3], "read_s": worst[0], "encode_s": worst[1], "dmatrix_s": round(worst[2], 3),
                     "train_s": round(train_s, 3), "train_cpu_s_rank0": round(train_cpu_s, 3)},
         "rows_per_worker": stats.rows,
     }
