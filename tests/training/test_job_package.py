@@ -12,7 +12,7 @@ import pytest
 
 from dku_ray_job import events
 from dku_ray_job.config import ConfigError, parse_config
-from dku_ray_job.credentials import Redactor, SecretBox, take_secrets
+from dku_ray_job.credentials import Redactor, take_secrets
 from dku_ray_job.data import load_worker_data, validation_mask
 from dku_ray_job.plan import PlanError, assign_units, make_plan
 from dku_ray_job.s3_errors import classify
@@ -164,3 +164,82 @@ def test_event_lines_round_trip(capsys) -> None:
 def test_parquet_helper_writes_readable_parts(tmp_path: Path) -> None:
     _write(tmp_path, classification_table(1000), files=3)
     assert pq.read_table(str(tmp_path / "data")).num_rows == 1000
+
+
+def test_job_package_never_imports_the_client_or_dss() -> None:
+    """dku_ray_job runs on the cluster, where neither dku_ray nor the DSS packages exist."""
+    import ast
+
+    import dku_ray_job
+
+    for path in Path(dku_ray_job.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert name.split(".")[0] not in {"dku_ray", "dataiku", "dataikuapi"}, f"{path.name} imports {name}"
+
+
+def test_bundle_keeps_secrets_out_of_the_entrypoint_env_and_config(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from dku_ray.job_bundle import build_bundle
+    from dku_ray.s3_location import S3Credentials, S3Location
+    from dku_ray.training_options import TrainingOptions
+
+    creds = S3Credentials("ASIAEXAMPLEKEY123", "s3cr3t-value-xyz", "session-token-value-" * 5)
+    train = S3Location("bucket", "data", "eu-west-1", "https://minio.example:9000", creds)
+    bundle = build_bundle("run-1", "dku-ray-run-1", 'we"ird $label', TrainingOptions(), train,
+                          S3Location("bucket", "out/runs/run-1", "eu-west-1", None, creds))
+    try:
+        assert bundle.entrypoint == "python -m dku_ray_job job.json"  # no user value on the command line
+        public = (bundle.working_dir / "job.json").read_text() + json.dumps(bundle.runtime_env)
+        for secret in (creds.access_key, creds.secret_key, creds.session_token):
+            assert secret not in public and secret not in bundle.entrypoint
+        secret_file = bundle.working_dir / ".dku_ray_credentials.json"
+        assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+        assert json.loads(secret_file.read_text())["train"]["secret_key"] == creds.secret_key
+        config = json.loads((bundle.working_dir / "job.json").read_text())
+        assert config["label"] == 'we"ird $label' and config["stores"]["train"]["endpoint_url"] == "https://minio.example:9000"
+        assert config["stores"]["train"]["expiration"] is not None  # STS without expiry: assumed 1 h
+        assert "pip" not in bundle.runtime_env and bundle.runtime_env["env_vars"]["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.1"
+    finally:
+        bundle.cleanup()
+    assert not bundle.working_dir.exists()
+
+
+def test_boolean_label_and_regression_model_round_trip(tmp_path: Path) -> None:
+    """The job's encode path and the model card, scored back through TrainedModel (single process)."""
+    import xgboost
+
+    from dku_ray.locations import LocalPath
+    from dku_ray.trained_model import TrainedModel
+    from dku_ray_job.artifacts import model_card
+
+    _write(tmp_path, classification_table(3000, label_kind="bool", categorical=True))
+    cfg = _config(tmp_path)
+    plan = make_plan(cfg, _fs(cfg))
+    assert plan.task == "binary" and plan.classes == [False, True]
+    table = classification_table(3000, categorical=True)
+    amount = pa.array(np.asarray(table["f01"]) * 3.0 + 1.0)
+    (tmp_path / "data").rename(tmp_path / "bool")
+    _write(tmp_path, table.append_column("amount", amount).drop(["label"]))
+    cfg = _config(tmp_path, label="amount", num_workers=1)
+    plan = make_plan(cfg, _fs(cfg))
+    assert plan.task == "regression"
+    train, valid, _ = load_worker_data(plan, 0, pafs.LocalFileSystem(), "x", None, "", 0.2, 0)
+    booster = xgboost.train(plan.params, xgboost.DMatrix(train.x, label=train.y, enable_categorical=True), 30)
+    run = tmp_path / "run"
+    run.mkdir()
+    booster.save_model(str(run / "model.ubj"))
+    card = model_card(cfg, plan, {"rounds": 30}, [{"round": 30, "train-rmse": 0.1}], {})
+    (run / "model_card.json").write_text(json.dumps(card))
+    model = TrainedModel.load(LocalPath(str(run)))
+    frame = table.slice(0, 500).to_pandas()
+    predicted = model.predict(frame)
+    truth = frame["f01"].to_numpy() * 3.0 + 1.0
+    assert np.corrcoef(predicted, truth)[0, 1] > 0.95
+    with pytest.raises(ValueError, match="regression"):
+        model.predict_proba(frame)

@@ -8,12 +8,12 @@ import contextlib
 import io
 import json
 import subprocess
+import sys
 import threading
 import time
 import _thread
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -132,6 +132,15 @@ def test_credentials_are_not_exposed(happy_run, s3env, ray_head) -> None:
     leftover = subprocess.run(["find", str(ray_head.temp_dir), "-name", ".dku_ray_credentials.json"],
                               capture_output=True, text=True).stdout
     assert leftover == ""
+    # The working_dir zip (which carried the credentials file) is gone from the cluster's GCS too.
+    probe = ("import ray, sys\n"
+             f"ray.init(address={ray_head.gcs_address!r}, log_to_driver=False)\n"
+             "from ray._private.runtime_env.packaging import package_exists\n"
+             f"print(package_exists({job['runtime_env']['working_dir']!r}), "
+             f"package_exists({job['runtime_env']['py_modules'][0]!r}))\n")
+    out = subprocess.run([sys.executable, "-c", probe], env=ray_head.client_env(), capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr[-2000:]
 
 
 def test_resume_continues_without_duplicating_trees(happy_run, s3env, ray_head) -> None:
