@@ -273,8 +273,10 @@ class LocalRayHead:
     def __enter__(self) -> "LocalRayHead":
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        if exc_type is None:  # keep the logs when something went wrong
+            self.cleanup()
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:
