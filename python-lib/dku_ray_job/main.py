@@ -190,6 +190,7 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
     fstore, ffs = cfg.store(cfg.run_dir), filesystems[cfg.run_dir.store]
     writer = RunWriter(ffs, fstore, cfg.run_dir.path, cfg.run_id, cfg.job_id)
     timings: dict[str, float] = {}
+    foreign = [False]  # the run directory belongs to another run: never write markers into it
     try:
         _check_versions(cfg)
         for name, store in cfg.stores.items():
@@ -198,6 +199,7 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
                                  f"less than the {cfg.credentials_margin_s:.0f} s safety margin; nothing was "
                                  "trained. Submit again with fresh credentials.")
         if exists(ffs, writer.path(STATUS_FILE)):
+            foreign[0] = True
             raise JobFailure(f"The run directory {writer.uri()} is already used; nothing was overwritten.")
         writer.status("RUNNING", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         t0 = time.perf_counter()
@@ -240,7 +242,7 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
             message = (f"Training stopped at round {outcome['rounds']} of {cfg.num_rounds}: {stop_reason}. The model so "
                        f"far is saved in {checkpoint_uri}; submit again with fresh credentials and "
                        f"resume_from='{checkpoint_uri}' to continue.")
-            _write_partial(writer, history, cfg)
+            _write_partial(writer, history)
             writer.fail(message, rounds=outcome["rounds"], checkpoint=checkpoint_uri, reason="credentials_expiring")
             events.emit("failed", message=message, checkpoint=checkpoint_uri, reason="credentials_expiring")
             return 1
@@ -265,11 +267,14 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
         message = _message(exc)
         if not isinstance(exc, (JobStopped, JobFailure, PlanError, StorageFailure, ConfigError)):
             traceback.print_exc()
+        if foreign[0]:
+            events.emit("failed", message=message, checkpoint=None, marked=False, reason="error")
+            return 1
         checkpoints = writer.checkpoints()
         latest = uri(fstore, checkpoints[-1]) if checkpoints else None
         if checkpoints:
             try:
-                _write_partial(writer, _read_checkpoint(ffs, fstore, checkpoints[-1])[1].get("history", []), cfg)
+                _write_partial(writer, _read_checkpoint(ffs, fstore, checkpoints[-1])[1].get("history", []))
             except (StorageFailure, OSError, ValueError):
                 pass
         marked = writer.fail(message, checkpoint=latest,
@@ -288,7 +293,7 @@ def run(cfg: JobConfig, secrets: SecretBox, t_start: float) -> int:
                                            f"{type(exc).__name__}")
 
 
-def _write_partial(writer: RunWriter, history: list, cfg: JobConfig) -> None:
+def _write_partial(writer: RunWriter, history: list) -> None:
     if history:
         writer.put(METRICS_FILE, metrics_csv(history).encode())
 
