@@ -22,7 +22,9 @@ _EXPORTS = {
     "tunnel": "dashboard_tunnel", "open_tunnel": "dashboard_tunnel", "Tunnel": "dashboard_tunnel",
     "ClusterRef": "dashboard_tunnel", "TunnelURL": "dashboard_tunnel", "TunnelStats": "tunnel_stats",
     "DSSClusterRef": "cluster_endpoint",
-    "submit": "submit", "RayEndpoint": "endpoint",
+    "submit": "submit", "RayEndpoint": "endpoint", "TrainingOptions": "training_options",
+    "TrainingResult": "training_result", "TrainingJob": "training_result", "TrainingFailed": "training_result",
+    "TrainedModel": "trained_model",
     "DkuRayError": "errors", "SpecError": "errors", "PreflightError": "errors", "JobError": "errors",
 }
 

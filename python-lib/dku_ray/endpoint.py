@@ -1,16 +1,15 @@
 """How `submit()` reaches a Ray cluster's dashboard (the Jobs API): a URL plus HTTP headers.
 
-`resolve_endpoint(cluster)` is the seam between training and cluster lifecycle. Today it accepts
-an explicit dashboard URL or a `RayEndpoint`. A Kubernetes / DSS cluster reference is resolved by
-a resolver that the lifecycle code registers with `register_cluster_resolver()`: it yields an
-endpoint for as long as its tunnel must stay open, and closes the tunnel afterwards.
+`resolve_endpoint(cluster)` is the seam between training and cluster lifecycle: an explicit
+dashboard URL or `RayEndpoint` is used as is; a cluster reference is handed to
+`dku_ray.cluster_endpoint`, which yields an endpoint for as long as a tunnel must stay open.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from dku_ray.errors import DkuRayError
 
@@ -37,20 +36,6 @@ class RayEndpoint:
         return f"RayEndpoint({self.url!r}, headers={shown})"
 
 
-ClusterResolver = Callable[[Any], "ContextManager[RayEndpoint] | None"]
-_resolvers: list[ClusterResolver] = []
-
-
-def register_cluster_resolver(resolver: ClusterResolver) -> None:
-    """Add a resolver for cluster references that are not URLs (e.g. a KubeRay cluster behind a tunnel).
-
-    The resolver returns None when it does not handle `cluster`, else a context manager yielding a
-    RayEndpoint that stays valid until the context exits.
-    """
-    if resolver not in _resolvers:
-        _resolvers.append(resolver)
-
-
 def _token_from_env() -> str | None:
     """The token a Ray client would use: RAY_AUTH_TOKEN, else the file in RAY_AUTH_TOKEN_PATH."""
     token = os.environ.get("RAY_AUTH_TOKEN")
@@ -64,22 +49,31 @@ def _token_from_env() -> str | None:
 
 
 @contextlib.contextmanager
-def resolve_endpoint(cluster: Any, token: str | None = None) -> Iterator[RayEndpoint]:
-    """Yield the endpoint for `cluster`: a dashboard URL, a RayEndpoint, or a registered reference."""
+def resolve_endpoint(cluster: Any, token: str | None = None, dss_client: Any = None) -> Iterator[RayEndpoint]:
+    """Yield the endpoint for `cluster`: a dashboard URL, a RayEndpoint, or a cluster reference.
+
+    A reference (`dku_ray.ClusterRef`, `dku_ray.DSSClusterRef`, or "<DSS cluster>[/<namespace>]/<Ray
+    cluster>") is resolved by the lifecycle code: Service DNS, pod IP, or a tunnel kept open until
+    the context exits.
+    """
     if isinstance(cluster, RayEndpoint):
         yield cluster
         return
     if isinstance(cluster, str) and cluster.startswith(("http://", "https://")):
         yield RayEndpoint.with_token(cluster, token or _token_from_env())
         return
-    for resolver in list(_resolvers):
-        managed = resolver(cluster)
-        if managed is not None:
-            with managed as endpoint:
-                yield endpoint
-            return
-    raise DkuRayError(
-        f"Cannot reach the Ray cluster {cluster!r}: pass the dashboard URL (e.g. 'http://127.0.0.1:8265', "
-        "as shown by the 'Ray Dashboard Port-Forward' macro) or a RayEndpoint. Cluster names are resolved only "
-        "once the cluster lifecycle module has registered its resolver (dku_ray.endpoint.register_cluster_resolver)."
-    )
+    from dku_ray.cluster_endpoint import as_cluster_ref, cluster_endpoint  # the kubernetes side, only when needed
+
+    try:
+        ref = as_cluster_ref(cluster)
+    except ValueError as exc:
+        ref, reason = None, str(exc)
+    else:
+        reason = f"{type(cluster).__name__} is not a cluster reference"
+    if ref is None:
+        raise DkuRayError(
+            f"Cannot reach the Ray cluster {cluster!r} ({reason}): pass the dashboard URL (e.g. "
+            "'http://127.0.0.1:8265'), a ClusterRef(kubeconfig, name, namespace), or, in DSS, "
+            "'<DSS cluster>/<Ray cluster>'.")
+    with cluster_endpoint(ref, dss_client=dss_client) as endpoint:
+        yield endpoint

@@ -163,7 +163,7 @@ def submit(
     run_dir = child(folder_loc, "runs", run_id)
     stack = contextlib.ExitStack()
     try:
-        endpoint = stack.enter_context(resolve_endpoint(cluster, token))
+        endpoint = stack.enter_context(resolve_endpoint(cluster, token, dss_client=client))
         jobs = RayJobs(endpoint)
         report = run_preflight(jobs, opts, label, train, folder_loc, valid, resume)
         if list_names(run_dir):

@@ -95,7 +95,10 @@ def test_ray_version_mismatch(s3env, ray_head, monkeypatch) -> None:
 def test_unreachable_cluster_and_unknown_reference(s3env, ray_head) -> None:
     _expect(s3env, ray_head, "Check the URL", "cluster", cluster=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(DkuRayError, match="pass the dashboard URL"):
-        with resolve_endpoint("my-raycluster"):
+        with resolve_endpoint(42):
+            pass
+    with pytest.raises(DkuRayError, match="only works inside DSS"):  # a DSS cluster name, outside DSS
+        with resolve_endpoint("my-dss-cluster/ray"):
             pass
     assert "s3cr3t" not in repr(RayEndpoint.with_token("http://x", "s3cr3t"))
 
