@@ -124,9 +124,12 @@ def reap_stale_runs(root: Path, prefix: str, max_age_s: float = 86400) -> list[P
     """
     reaped = []
     for run in sorted(root.glob(prefix + "*")):
+        old = time.time() - run.stat().st_mtime > max_age_s
         try:
             owner = int((run / "owner").read_text().strip())
         except (OSError, ValueError):
+            if old and (run / "keep").exists():  # logs kept after a failure, reaped earlier: expire them
+                shutil.rmtree(run, ignore_errors=True)
             continue
         if _pid_alive(owner):  # running (or its pid reused): leave it alone
             continue
@@ -136,9 +139,10 @@ def reap_stale_runs(root: Path, prefix: str, max_age_s: float = 86400) -> list[P
                 _signal_group(pid, signal.SIGKILL)
         reaped.append(run)
         shutil.rmtree(run / "etcd-data", ignore_errors=True)
-        kept = (run / "keep").exists()
-        if not kept or time.time() - run.stat().st_mtime > max_age_s:
+        if not (run / "keep").exists() or old:
             shutil.rmtree(run, ignore_errors=True)
+        else:
+            (run / "owner").unlink(missing_ok=True)  # reaped: keep the logs, do not report it again
     return reaped
 
 
