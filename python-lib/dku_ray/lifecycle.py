@@ -79,9 +79,7 @@ class RayClusterClient:
         body = render_raycluster(spec, namespace, include_replicas=existing is None)
         progress(f"Applying RayCluster {namespace}/{spec.name}", 0.1)
         applied = self.kube.apply(body)
-        change = "created" if existing is None else (
-            "unchanged" if applied["metadata"].get("resourceVersion") == existing["metadata"].get("resourceVersion")
-            else "updated")
+        change = "created" if existing is None else ("updated" if _changed(existing, applied) else "unchanged")
         report = None
         if wait:
             report = self.wait_ready(spec.name, namespace, timeout, progress, operator=actions[0] if actions else "")
@@ -169,3 +167,9 @@ class RayClusterClient:
                                        f"{timeout:.0f} s ({names}). The RayCluster is deleted; run Stop again to keep "
                                        "waiting, or check the pods' finalizers.")
             time.sleep(self.poll_seconds)
+
+
+def _changed(before: dict, after: dict) -> bool:
+    """Did our apply change anything? Not resourceVersion: the operator's status updates bump it too."""
+    keys = ("generation", "labels", "annotations")
+    return any(before["metadata"].get(k) != after["metadata"].get(k) for k in keys)
