@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import signal
-import sys
 import threading
 import time
 import traceback

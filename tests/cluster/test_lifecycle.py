@@ -121,6 +121,7 @@ def test_two_clusters_and_an_operator_installed_by_someone_else(clusters, namesp
     first = clusters.start(spec_for(namespace, ray_cluster_name="alpha", ray_num_workers=1), settings, timeout=120)
     second = clusters.start(spec_for(namespace, ray_cluster_name="beta", ray_num_workers=2), settings, timeout=120)
     assert "installed by someone else" in first.operator_actions[0] and first.operator_actions[0].startswith("reused")
+    assert second.change == "created" and second.report.ready
     assert not any(d.ours for d in op.detect(clusters.kube).deployments)  # we installed nothing
     assert {p.name.split("-")[0] for p in clusters.inspect("alpha", namespace).pods} == {"alpha"}
     assert len(clusters.inspect("beta", namespace).pods) == 3

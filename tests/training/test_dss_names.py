@@ -7,11 +7,10 @@ import pytest
 
 from dku_ray.errors import PreflightError
 from dku_ray.submit import submit
-from tests.dss.fixtures import dataiku_shim, dss_client, dss_standin  # noqa: F401 - pytest fixtures
 
 
 @pytest.fixture
-def dss(dss_standin, s3env):  # noqa: F811 - the fixture imported above
+def dss(dss_standin, s3env):
     creds = s3env.credentials
     dss_standin.add_s3_connection("lake", access_key=creds.access_key, secret_key=creds.secret_key,
                                   session_token=creds.session_token, region_or_endpoint=s3env.moto.endpoint_url)
@@ -23,7 +22,7 @@ def dss(dss_standin, s3env):  # noqa: F811 - the fixture imported above
     return dss_standin
 
 
-def test_dss_names_resolve_to_s3_with_the_connection_credentials(dss, dataiku_shim, s3env, ray_head) -> None:  # noqa: F811
+def test_dss_names_resolve_to_s3_with_the_connection_credentials(dss, dataiku_shim, s3env, ray_head) -> None:
     """Names, no client passed: dataiku.api_client() and the current project are used."""
     with pytest.raises(PreflightError) as info:
         submit("train", "churned", "Fld12345", cluster=ray_head.dashboard_url, show_progress=False)
@@ -34,7 +33,7 @@ def test_dss_names_resolve_to_s3_with_the_connection_credentials(dss, dataiku_sh
     assert any(r.path.endswith("/connections/lake/info") for r in dss.requests)
 
 
-def test_dss_dataset_that_is_not_parquet(dss, dss_client, ray_head) -> None:  # noqa: F811
+def test_dss_dataset_that_is_not_parquet(dss, dss_client, ray_head) -> None:
     with pytest.raises(PreflightError, match="Sync recipe"):
         submit("train_csv", "label", "Fld12345", cluster=ray_head.dashboard_url, client=dss_client,
                project_key="PROJ", show_progress=False)

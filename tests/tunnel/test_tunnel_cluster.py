@@ -23,7 +23,7 @@ import pytest
 
 from dku_ray import kube_rest as kr
 from dku_ray.errors import ClusterNotFoundError, ExposureRefusedError, PortInUseError
-from dku_ray.dashboard_tunnel import ClusterRef, Tunnel, open_tunnel, tunnel
+from dku_ray.dashboard_tunnel import ClusterRef, open_tunnel, tunnel
 from testenv.local_ray import free_port
 
 from .support import LocalHTTP, blob, get_json, start_cluster, tunnel_threads, wait_for
